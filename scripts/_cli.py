@@ -1,0 +1,53 @@
+"""What every script shares: the --env and --debug flags, profile selection and error rendering."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # pragma: no cover - run as a file, not as a module
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from services.errors import PiperError  # noqa: E402
+from services.profiles import Profile, load_profile, profile_names  # noqa: E402
+from services.project import Project, current_project, select_environment  # noqa: E402
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # One line and exit 2, as everywhere in piper-ops.
+        self.exit(2, f"error: {message}; see --help\n")
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """Return an argument parser with the flags every script takes."""
+    cli = _Parser(description=description)
+    cli.add_argument("--env", help="environment to act on (default: $PIPER_ENV, then PIPER_ENV in .env)")
+    cli.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    return cli
+
+
+def selected_profile(env: str | None) -> tuple[Profile, Project]:
+    """Return the profile of the selected environment and its project."""
+    project = current_project()
+    name = select_environment(env, project, profile_names(project))
+    return load_profile(name, project), project
+
+
+def run(cli: argparse.ArgumentParser, argv: Sequence[str] | None, body: Callable[[argparse.Namespace], int]) -> int:
+    """Parse argv, run body, and turn domain errors into one stderr line and an exit code."""
+    args = cli.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return body(args)
+    except PiperError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was changed by the step that was running", file=sys.stderr)
+        return 1

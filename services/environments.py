@@ -1,0 +1,322 @@
+"""Environments as a whole: set one up, start or stop its server, tear it down, report on all.
+
+`setup_environment` is the one command of ADR-040's onboarding: provision (or reuse) the local
+server, create the database and roles, migrate to head and stamp it in one transaction, select
+it in `.env`, then run the profile's setup steps. Every step checks before it acts, so a second
+run changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets as token_source
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services import cluster, envfile, gitinfo, migrations, stamp
+from services.database import connection
+from services.errors import ClusterError, ConfirmationRequired, PiperError, UsageError
+from services.profiles import Profile, load_profiles
+from services.project import ENV_VARIABLE, Project
+
+log = logging.getLogger(__name__)
+
+#: How long a second `invoke setup` of the same environment waits for the first one.
+LOCK_TIMEOUT = 600.0
+
+StepRunner = Callable[[str, list[str]], int]
+
+
+@dataclass
+class SetupReport:
+    """What `setup_environment` found and did; `changes` is empty when all was in place."""
+
+    environment: str
+    location: str
+    revision: str
+    changes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EnvironmentStatus:
+    """One environment at a glance (`invoke status`)."""
+
+    name: str
+    server: str
+    protected: bool
+    selected: bool
+    initialized: bool
+    running: bool
+    pid: int | None
+    location: str
+    data_dir: str | None
+    port: int | None
+    database: str
+    stamp: str | None
+    revision: str | None
+    head: str
+    users: int | None
+    branch_expected: str
+    branch_current: str | None
+    problem: str | None
+
+
+def check_branch(profile: Profile, project: Project, *, allow_mismatch: bool) -> str | None:
+    """Return a warning when the checkout's branch is not the profile's; raise when it must refuse."""
+    current = gitinfo.current_branch(project.root)
+    if current is None or current == profile.branch:
+        return None
+    message = (
+        f"this checkout is on branch {current!r} but environment {profile.name!r} expects {profile.branch!r} "
+        f"(ADR-040 branch strategy)"
+    )
+    if profile.branch_policy == "refuse" and not allow_mismatch:
+        raise PiperError(f"{message}; check out {profile.branch} or pass --allow-branch-mismatch")
+    return message
+
+
+def setup_environment(
+    profile: Profile,
+    project: Project,
+    *,
+    run_step: StepRunner,
+    allow_branch_mismatch: bool = False,
+    data_file: str | None = None,
+) -> SetupReport:
+    """Bring the environment to its profile's state and return what was done."""
+    warning = check_branch(profile, project, allow_mismatch=allow_branch_mismatch)
+    if profile.hosted:
+        report = _setup_hosted(profile, project)
+    else:
+        with environment_lock(profile, project):
+            report = _setup_local(profile, project)
+    if warning:
+        report.warnings.append(warning)
+    if envfile.read(project.env_file).get(ENV_VARIABLE) != profile.name:
+        envfile.update(project.env_file, {ENV_VARIABLE: profile.name})
+        report.changes.append(f"selected {profile.name} in {project.env_file.name}")
+    _run_steps(profile, run_step, data_file)
+    return report
+
+
+def _setup_local(profile: Profile, project: Project) -> SetupReport:
+    changes: list[str] = []
+    server = cluster.locate(profile, project, prepare=True)
+    current = cluster.state(server)
+    secrets = _ensure_secrets(profile, project, initialized=current.initialized, changes=changes)
+    if not current.initialized:
+        server = cluster.initialize(server, secrets["admin"])
+        changes.append(f"created a PostgreSQL server in {server.project_data_dir}")
+    if not cluster.state(server).running:
+        cluster.start(server, config_file=profile.source)
+        changes.append(f"started the server (port {server.port})")
+    sockets = str(server.socket_dir)
+    admin = connection.target(profile, project, "admin", dbname="postgres", socket_dir=sockets)
+    _bootstrap_roles(admin, profile, secrets, changes)
+    owner = connection.target(profile, project, "owner", socket_dir=sockets)
+    revision = _migrate_and_stamp(owner, profile, project, changes)
+    return SetupReport(profile.name, owner.display(), revision, changes)
+
+
+def _setup_hosted(profile: Profile, project: Project) -> SetupReport:
+    changes: list[str] = []
+    owner = connection.target(profile, project, "owner")
+    revision = _migrate_and_stamp(owner, profile, project, changes)
+    return SetupReport(profile.name, owner.display(), revision, changes)
+
+
+def _ensure_secrets(profile: Profile, project: Project, *, initialized: bool, changes: list[str]) -> dict[str, str]:
+    known = connection.secrets(project)
+    roles = ("admin", "owner", "app")
+    found = {role: known.get(connection.password_key(profile.name, role)) for role in roles}
+    if all(found.values()):
+        return {role: str(value) for role, value in found.items()}
+    if initialized and not found["admin"]:
+        raise UsageError(
+            f"{profile.database.data_dir} exists but {project.env_file} holds no "
+            f"{connection.password_key(profile.name, 'admin')}; restore .env from your backup, "
+            f"or run `invoke teardown --env {profile.name}` to start over"
+        )
+    created = {role: value or token_source.token_urlsafe(32) for role, value in found.items()}
+    # The passwords reach .env before the server exists, so a crash can never leave a server
+    # whose password is known nowhere.
+    envfile.update(project.env_file, {connection.password_key(profile.name, r): created[r] for r in roles})
+    changes.append(f"generated passwords for {profile.name} in {project.env_file.name} (mode 0600)")
+    return {role: str(value) for role, value in created.items()}
+
+
+def _bootstrap_roles(admin: connection.Target, profile: Profile, secrets: dict[str, str], changes: list[str]) -> None:
+    from psycopg import sql
+
+    owner, app, dbname = connection.ROLE_NAMES["owner"], connection.ROLE_NAMES["app"], profile.database.name
+    with connection.connect(admin, autocommit=True) as conn:
+        roles = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", ([owner, app],))}
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is not None
+        if roles == {owner, app} and exists:
+            return
+        # Keep the passwords below out of the server log, even when a statement fails.
+        conn.execute("SET log_statement = 'none'")
+        conn.execute("SET log_min_error_statement = 'panic'")
+        for role, options in ((owner, "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB"),
+                              (app, "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOBYPASSRLS NOINHERIT")):
+            if role not in roles:
+                key = "owner" if role == owner else "app"
+                conn.execute(sql.SQL("CREATE ROLE {} " + options + " PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(secrets[key])))
+                changes.append(f"created role {role}")
+        if not exists:
+            # Built under a temporary name and renamed when complete, so that a crash half-way
+            # never leaves a database that looks finished but lacks its grants.
+            staging = f"{dbname}_setup"
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(staging)))
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0").format(
+                sql.Identifier(staging), sql.Identifier(owner)))
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(staging)))
+            conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+                sql.Identifier(staging), sql.Identifier(app)))
+            in_staging = connection.Target(admin.environment, admin.host, admin.port, staging, admin.user, admin.password)
+            with connection.connect(in_staging, autocommit=True) as inner:
+                # Tables that migrations create (as the owner) are usable by the application role.
+                inner.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(app)))
+                inner.execute(sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
+                ).format(sql.Identifier(owner), sql.Identifier(app)))
+                inner.execute(sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {}"
+                ).format(sql.Identifier(owner), sql.Identifier(app)))
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(staging), sql.Identifier(dbname)))
+            changes.append(f"created database {dbname}")
+
+
+def _migrate_and_stamp(owner: connection.Target, profile: Profile, project: Project, changes: list[str]) -> str:
+    head = migrations.head_revision(project)
+    with connection.connect(owner) as conn:
+        found = stamp.check_stamp(conn, profile.name, owner.display(), allow_unstamped=True)
+        current = migrations.current_revision(conn)
+        conn.rollback()
+    if found == profile.name and current == head:
+        return head
+    with connection.engine(owner) as eng, eng.begin() as sa_conn:
+        raw = sa_conn.connection.driver_connection
+        # Re-check inside the transaction: another process may have stamped it meanwhile.
+        stamp.check_stamp(raw, profile.name, owner.display(), allow_unstamped=True)
+        migrations.upgrade(sa_conn, project, "head")
+        stamp.write_stamp(raw, profile.name)
+    if current != head:
+        changes.append(f"migrated {profile.database.name} from {current or 'empty'} to {head}")
+    if found is None:
+        changes.append(f"stamped {profile.database.name} as environment {profile.name!r}")
+    return head
+
+
+def _run_steps(profile: Profile, run_step: StepRunner, data_file: str | None) -> None:
+    values = {"username": profile.default_user.username, "email": profile.default_user.email,
+              "data_file": data_file or profile.personal_data.data_file or ""}
+    for step in profile.setup_steps:
+        if any("{data_file}" in arg for arg in step.args) and not values["data_file"]:
+            raise UsageError(f"environment {profile.name!r} needs a data file at setup; pass --data-file PATH")
+        args = [arg.format(**values) for arg in step.args] + ["--env", profile.name]
+        code = run_step(step.script, args)
+        if code != 0:
+            raise PiperError(f"setup step `{step.script} {' '.join(args)}` failed (exit {code}); fix it and run setup again")
+
+
+@contextmanager
+def environment_lock(profile: Profile, project: Project, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the environment's lock: two commands never provision or stop one server at once."""
+    from filelock import FileLock, Timeout
+
+    project.data_root.mkdir(mode=0o700, exist_ok=True)
+    lock = FileLock(str(project.data_root / f".{profile.name}.lock"))
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise ClusterError(
+            f"another piper-ops command has held environment {profile.name!r} for {int(timeout)} s; "
+            "wait for it to finish, then try again"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def start_environment(profile: Profile, project: Project) -> cluster.ServerState:
+    """Start the environment's server (recovering from a crash); return its state."""
+    with environment_lock(profile, project):
+        server = cluster.locate(profile, project, prepare=True)
+        return cluster.start(server, config_file=profile.source)
+
+
+def stop_environment(profile: Profile, project: Project) -> bool:
+    """Stop the environment's server; return False when it was not running."""
+    with environment_lock(profile, project):
+        return cluster.stop(cluster.locate(profile, project))
+
+
+def teardown_environment(profile: Profile, project: Project, *, confirmed: bool) -> Path:
+    """Stop the server, delete its data and forget its secrets; return the data directory removed."""
+    if profile.protected:
+        raise PiperError(f"environment {profile.name!r} is protected (protected: true in {profile.source}); it cannot be torn down")
+    if not confirmed:
+        raise ConfirmationRequired(f"tearing down {profile.name!r} deletes its database; confirm, or pass --yes")
+    with environment_lock(profile, project):
+        server = cluster.locate(profile, project)
+        cluster.remove(server)
+        changes: dict[str, str | None] = {connection.password_key(profile.name, r): None for r in ("admin", "owner", "app")}
+        if envfile.read(project.env_file).get(ENV_VARIABLE) == profile.name:
+            changes[ENV_VARIABLE] = None
+        if project.env_file.exists():
+            envfile.update(project.env_file, changes)
+    return server.project_data_dir
+
+
+def environment_statuses(project: Project, selected: str | None = None) -> list[EnvironmentStatus]:
+    """Return the status of every environment of the project."""
+    head = migrations.head_revision(project)
+    branch = gitinfo.current_branch(project.root)
+    selected = selected or envfile.read(project.env_file).get(ENV_VARIABLE)
+    return [_status(p, project, head, branch, selected) for p in load_profiles(project)]
+
+
+def _status(profile: Profile, project: Project, head: str, branch: str | None, selected: str | None) -> EnvironmentStatus:
+    base = {"name": profile.name, "server": profile.database.server, "protected": profile.protected,
+            "selected": profile.name == selected, "database": profile.database.name, "head": head,
+            "branch_expected": profile.branch, "branch_current": branch}
+    facts: dict[str, object] = {"initialized": False, "running": False, "pid": None, "data_dir": None,
+                                "port": None, "stamp": None, "revision": None, "users": None, "problem": None}
+    location = ""
+    try:
+        if profile.hosted:
+            target = connection.target(profile, project, "owner")
+            location = target.display()
+            facts["initialized"] = True
+            facts.update(_database_facts(target))
+            facts["running"] = True
+        else:
+            server = cluster.locate(profile, project)
+            state = cluster.state(server)
+            location = f"{server.socket_dir} port {server.port}"
+            facts.update(initialized=state.initialized, running=state.running, pid=state.pid,
+                         data_dir=str(server.project_data_dir), port=server.port)
+            if state.running:
+                facts.update(_database_facts(connection.target(profile, project, "owner", socket_dir=str(server.socket_dir))))
+    except PiperError as exc:
+        facts["problem"] = str(exc)
+    return EnvironmentStatus(location=location, **base, **facts)  # type: ignore[arg-type]
+
+
+def _database_facts(target: connection.Target) -> dict[str, object]:
+    with connection.connect(target) as conn:
+        found = stamp.read_stamp(conn)
+        revision = migrations.current_revision(conn)
+        users = None
+        if conn.execute("SELECT to_regclass('public.alpha_users') IS NOT NULL").fetchone()[0]:  # type: ignore[index]
+            users = conn.execute("SELECT count(*) FROM public.alpha_users").fetchone()[0]  # type: ignore[index]
+    problem = None
+    if found is not None and found != target.environment:
+        problem = f"database is stamped for environment {found!r}"
+    return {"stamp": found, "revision": revision, "users": users, "problem": problem}

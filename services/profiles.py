@@ -1,0 +1,284 @@
+"""Environment profiles: `environments/<name>.yaml`, loaded into frozen, validated objects.
+
+This is the only module that reads the profiles. A broken file, an unknown key, a missing field or
+a value of the wrong type is one `ProfileError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from services.errors import ProfileError
+from services.project import Project
+
+SERVER_KINDS = ("embedded", "system", "hosted")
+BRANCH_POLICIES = ("warn", "refuse")
+SSL_MODES = ("require", "verify-ca", "verify-full")
+LOOPBACK_ADDRESSES = ("", "127.0.0.1", "::1", "localhost")
+#: Placeholders a setup step's arguments may use; anything else in braces is an error.
+STEP_PLACEHOLDERS = ("username", "email", "data_file")
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class DefaultUser:
+    username: str
+    email: str
+    display_name: str = ""
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str
+    server: str = "embedded"
+    port: int = 0
+    data_dir: str = ""
+    bin_dir: str | None = None
+    listen_addresses: str = "127.0.0.1"
+    url_env: str | None = None
+    sslmode: str = "verify-full"
+    sslrootcert: str | None = None
+
+
+@dataclass(frozen=True)
+class SetupStep:
+    script: str
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PersonalData:
+    data_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """How many dated backups to keep: the newest N, plus one per day and one per ISO week."""
+
+    keep_last: int = 10
+    keep_daily: int = 7
+    keep_weekly: int = 4
+
+
+@dataclass(frozen=True)
+class AuditTerm:
+    term: str
+    kind: str = "name"
+    case_sensitive: bool = False
+
+
+@dataclass(frozen=True)
+class Audit:
+    terms: tuple[AuditTerm, ...] = ()
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One environment: its branch, its database and what `invoke setup` does for it."""
+
+    name: str
+    branch: str
+    default_user: DefaultUser
+    database: Database
+    description: str = ""
+    branch_policy: str = "warn"
+    protected: bool = False
+    setup_steps: tuple[SetupStep, ...] = ()
+    personal_data: PersonalData = field(default_factory=PersonalData)
+    backups: Rotation = field(default_factory=Rotation)
+    audit: Audit = field(default_factory=Audit)
+    #: The YAML file this profile came from (not a YAML key).
+    source: Path = field(default=Path(), compare=False)
+
+    @property
+    def hosted(self) -> bool:
+        return self.database.server == "hosted"
+
+    def data_path(self, project: Project) -> Path:
+        """Return the absolute data directory of this environment's local server."""
+        return (project.root / self.database.data_dir).resolve()
+
+
+def profile_names(project: Project) -> list[str]:
+    """Return the names of the profiles in environments/, sorted."""
+    return sorted(p.stem for p in project.environments_dir.glob("*.yaml"))
+
+
+def load_profile(name: str, project: Project) -> Profile:
+    """Return the validated profile `environments/<name>.yaml`."""
+    known = profile_names(project)
+    if name not in known:
+        listing = ", ".join(known) if known else f"none in {project.environments_dir}"
+        raise ProfileError(f"unknown environment {name!r}; known environments: {listing}")
+    return _parse(project.environments_dir / f"{name}.yaml", project)
+
+
+def load_profiles(project: Project) -> list[Profile]:
+    """Return every profile of the project, sorted by name."""
+    return [_parse(project.environments_dir / f"{n}.yaml", project) for n in profile_names(project)]
+
+
+def _parse(path: Path, project: Project) -> Profile:
+    import yaml  # only commands that read a profile pay for the import
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ProfileError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot be read ({exc.strerror}); check the file") from None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path}: must be a mapping of keys to values")
+    check = _Checker(path)
+    profile = check.build(Profile, raw, "")
+    profile = _with_defaults(profile, path, project)
+    _validate(profile, check, project)
+    return profile
+
+
+def _with_defaults(profile: Profile, path: Path, project: Project) -> Profile:
+    database = profile.database
+    if not database.data_dir and database.server != "hosted":
+        database = replace(database, data_dir=f"postgres_data/{profile.name}")
+    return replace(profile, database=database, source=path)
+
+
+def _validate(profile: Profile, check: _Checker, project: Project) -> None:
+    path = check.path
+    if profile.name != path.stem:
+        check.fail("name", f"must be {path.stem!r}, the file's name")
+    if not _NAME.match(profile.name):
+        check.fail("name", "must be lower-case letters, digits and underscores")
+    check.choice("branch_policy", profile.branch_policy, BRANCH_POLICIES)
+    db = profile.database
+    check.choice("database.server", db.server, SERVER_KINDS)
+    if not _IDENTIFIER.match(db.name):
+        check.fail("database.name", "must be a lower-case SQL identifier (letters, digits, _)")
+    if db.server == "hosted":
+        if not db.url_env:
+            check.fail("database.url_env", "a hosted database needs the name of the variable holding its URL")
+        check.choice("database.sslmode", db.sslmode, SSL_MODES)
+        if not profile.protected:
+            check.fail("protected", "a hosted database must be protected: true")
+    else:
+        if not 1024 <= db.port <= 65535:
+            check.fail("database.port", "must be a port number between 1024 and 65535")
+        if db.listen_addresses not in LOOPBACK_ADDRESSES:
+            check.fail("database.listen_addresses", "must be loopback only: '127.0.0.1', '::1', 'localhost' or ''")
+        if db.server == "system" and not db.bin_dir:
+            check.fail("database.bin_dir", "a system server needs the directory of its binaries (pg_ctl, initdb)")
+        if Path(db.data_dir).is_absolute() or ".." in Path(db.data_dir).parts:
+            check.fail("database.data_dir", "must be a path inside the project, such as postgres_data/NAME")
+    user = profile.default_user
+    if not re.match(r"^[a-z0-9][a-z0-9_.-]{1,62}$", user.username):
+        check.fail("default_user.username", "must be 2-63 lower-case letters, digits, '.', '_' or '-'")
+    if not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", user.email):
+        check.fail("default_user.email", "must be an email address")
+    for index, step in enumerate(profile.setup_steps):
+        key = f"setup_steps[{index}]"
+        if not re.match(r"^[a-z_][a-z0-9_]*$", step.script) or not (project.scripts_dir / f"{step.script}.py").is_file():
+            check.fail(f"{key}.script", f"names no script in scripts/ ({step.script!r})")
+        for arg in step.args:
+            for _, placeholder, _, _ in string.Formatter().parse(arg):
+                if placeholder is not None and placeholder not in STEP_PLACEHOLDERS:
+                    check.fail(f"{key}.args", f"unknown placeholder {{{placeholder}}}; use {', '.join(STEP_PLACEHOLDERS)}")
+    for key in ("keep_last", "keep_daily", "keep_weekly"):
+        if getattr(profile.backups, key) < 0:
+            check.fail(f"backups.{key}", "must be zero or more")
+    if profile.backups.keep_last < 1:
+        check.fail("backups.keep_last", "must keep at least the newest backup (1 or more)")
+
+
+class _Checker:
+    """Builds dataclasses from YAML mappings, naming the file and key of anything wrong."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, problem: str) -> None:
+        raise ProfileError(f"{self.path}: key '{key}' {problem}")
+
+    def choice(self, key: str, value: str, allowed: tuple[str, ...]) -> None:
+        if value not in allowed:
+            self.fail(key, f"is {value!r}; use one of: {', '.join(allowed)}")
+
+    def build(self, cls: type, raw: Any, prefix: str) -> Any:
+        if not isinstance(raw, dict):
+            self.fail(prefix.rstrip("."), "must be a mapping")
+        spec = {f.name: f for f in fields(cls) if f.name != "source"}
+        for key in raw:
+            if key not in spec:
+                self.fail(f"{prefix}{key}", f"is unknown; known keys: {', '.join(spec)}")
+        values: dict[str, Any] = {}
+        for name, f in spec.items():
+            key = f"{prefix}{name}"
+            if name not in raw:
+                if f.default is MISSING and f.default_factory is MISSING:
+                    self.fail(key, "is missing")
+                continue
+            values[name] = self._convert(_TYPES[(cls.__name__, name)], raw[name], key)
+        return cls(**values)
+
+    def _convert(self, kind: Any, value: Any, key: str) -> Any:
+        if isinstance(kind, tuple):  # ("list", element kind)
+            if not isinstance(value, list):
+                self.fail(key, "must be a list")
+            return tuple(self._convert(kind[1], item, f"{key}[{i}]") for i, item in enumerate(value))
+        if isinstance(kind, type) and hasattr(kind, "__dataclass_fields__"):
+            return self.build(kind, value, f"{key}.")
+        if kind == "optional_str":
+            if value is None:
+                return None
+            kind = str
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            self.fail(key, f"must be {_TYPE_NAMES[kind]}, not {type(value).__name__} ({value!r})")
+        return value
+
+
+_TYPE_NAMES = {str: "text", int: "a whole number", bool: "true or false"}
+
+# The YAML type of every key, by (class, field). Kept explicit so that a typo in a dataclass
+# annotation cannot silently widen what a profile accepts.
+_TYPES: dict[tuple[str, str], Any] = {
+    ("Profile", "name"): str,
+    ("Profile", "description"): str,
+    ("Profile", "branch"): str,
+    ("Profile", "branch_policy"): str,
+    ("Profile", "protected"): bool,
+    ("Profile", "default_user"): DefaultUser,
+    ("Profile", "database"): Database,
+    ("Profile", "setup_steps"): ("list", SetupStep),
+    ("Profile", "personal_data"): PersonalData,
+    ("Profile", "backups"): Rotation,
+    ("Profile", "audit"): Audit,
+    ("DefaultUser", "username"): str,
+    ("DefaultUser", "email"): str,
+    ("DefaultUser", "display_name"): str,
+    ("Database", "name"): str,
+    ("Database", "server"): str,
+    ("Database", "port"): int,
+    ("Database", "data_dir"): str,
+    ("Database", "bin_dir"): "optional_str",
+    ("Database", "listen_addresses"): str,
+    ("Database", "url_env"): "optional_str",
+    ("Database", "sslmode"): str,
+    ("Database", "sslrootcert"): "optional_str",
+    ("SetupStep", "script"): str,
+    ("SetupStep", "args"): ("list", str),
+    ("PersonalData", "data_file"): "optional_str",
+    ("Rotation", "keep_last"): int,
+    ("Rotation", "keep_daily"): int,
+    ("Rotation", "keep_weekly"): int,
+    ("Audit", "terms"): ("list", AuditTerm),
+    ("AuditTerm", "term"): str,
+    ("AuditTerm", "kind"): str,
+    ("AuditTerm", "case_sensitive"): bool,
+}

@@ -1,0 +1,148 @@
+"""The unprivileged OS account that runs PostgreSQL when piper-ops itself runs as root.
+
+PostgreSQL refuses to run as root, and CI and containers run as root. This module is the root path
+only (DESIGN invariants 6 and 8): it creates a system account on Linux when none exists, tells
+whether that account can reach a path, and finds a place it can reach when it cannot. It never
+loosens the permissions of a directory outside the project.
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.errors import ClusterError
+
+ACCOUNT_NAME = "piper-pg"
+#: Root-owned home for what the account needs when the checkout is closed to it (mode 0755).
+RUNTIME_ROOT = Path("/var/lib/piper-ops")
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int
+    gid: int
+    groups: frozenset[int]
+
+
+def needed() -> bool:
+    """Return True when this process runs as root and so must hand the server to another account."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def ensure_account() -> Account:
+    """Return the server account, creating it (Linux, root only) when it does not exist yet."""
+    name = os.environ.get("PIPER_SERVER_ACCOUNT", ACCOUNT_NAME)
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        entry = _create_account(name)
+    if entry.pw_uid == 0:
+        raise ClusterError(f"account {name!r} is root; set PIPER_SERVER_ACCOUNT to an unprivileged account")
+    groups = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if name in g.gr_mem}
+    return Account(name, entry.pw_uid, entry.pw_gid, frozenset(groups))
+
+
+def _create_account(name: str) -> pwd.struct_passwd:
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    if not sys.platform.startswith("linux") or not Path(useradd).exists():
+        raise ClusterError(
+            f"PostgreSQL cannot run as root and account {name!r} does not exist; create it, "
+            "or run piper-ops as an ordinary user"
+        )
+    nologin = next((p for p in ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false") if Path(p).exists()), "/bin/false")
+    result = subprocess.run(
+        [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+         "--shell", nologin, "--comment", "piper-ops PostgreSQL server", name],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode not in (0, 9):  # 9: created meanwhile by a concurrent setup
+        raise ClusterError(f"could not create account {name!r} for the server: {result.stderr.strip()}")
+    return pwd.getpwnam(name)
+
+
+def can_reach(account: Account, path: Path, *, write: bool = False) -> bool:
+    """Return True when the account can enter every directory on the way to path (and write it)."""
+    path = Path(path).absolute()
+    chain = [*reversed(path.parents), path]
+    for index, directory in enumerate(chain):
+        try:
+            info = os.stat(directory)
+        except FileNotFoundError:
+            # What does not exist yet will be created by root with the right owner.
+            return True
+        last = index == len(chain) - 1
+        need = stat.S_IXOTH if stat.S_ISDIR(info.st_mode) else stat.S_IROTH
+        if last and write:
+            need |= stat.S_IWOTH
+        if not _permits(account, info, need):
+            return False
+    return True
+
+
+def _permits(account: Account, info: os.stat_result, other_bits: int) -> bool:
+    mode = info.st_mode
+    if info.st_uid == account.uid:
+        return mode & (other_bits << 6) == other_bits << 6
+    if info.st_gid in account.groups:
+        return mode & (other_bits << 3) == other_bits << 3
+    return mode & other_bits == other_bits
+
+
+def runtime_dir(*parts: str) -> Path:
+    """Return a root-owned directory under /var/lib/piper-ops that every account can enter."""
+    path = RUNTIME_ROOT.joinpath(*parts)
+    for directory in [RUNTIME_ROOT, *[RUNTIME_ROOT.joinpath(*parts[: i + 1]) for i in range(len(parts))]]:
+        directory.mkdir(mode=0o755, exist_ok=True)
+    return path
+
+
+def reachable_copy(source: Path, account: Account) -> Path:
+    """Return source itself when the account can reach it, else a root-owned copy it can reach.
+
+    Used for the server binaries of a virtual environment inside a home directory of mode 0700.
+    """
+    if can_reach(account, source):
+        return source
+    from filelock import FileLock
+
+    digest = hashlib.sha256(str(source).encode()).hexdigest()[:12]
+    target = runtime_dir("pginstall") / f"{source.name}-{digest}"
+    with FileLock(str(target) + ".lock", timeout=300):
+        return _copy_tree(source, target)
+
+
+def _copy_tree(source: Path, target: Path) -> Path:
+    stamp = target / ".complete"
+    if stamp.exists() and stamp.read_text() == _tree_signature(source):
+        return target
+    staging = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging, symlinks=True)
+    os.chmod(staging, 0o755)
+    (staging / ".complete").write_text(_tree_signature(source))
+    shutil.rmtree(target, ignore_errors=True)
+    os.rename(staging, target)
+    return target
+
+
+def _tree_signature(source: Path) -> str:
+    info = os.stat(source / "bin" / "postgres") if (source / "bin" / "postgres").exists() else os.stat(source)
+    return f"{source}:{info.st_size}:{int(info.st_mtime)}"
+
+
+def chown_tree(path: Path, account: Account) -> None:
+    """Give path (and what it holds) to the account; used only on directories piper-ops created."""
+    for root, dirs, files in os.walk(path):
+        os.chown(root, account.uid, account.gid, follow_symlinks=False)
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), account.uid, account.gid, follow_symlinks=False)

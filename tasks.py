@@ -1,0 +1,183 @@
+"""piper-ops tasks: one local PostgreSQL database per environment (ADR-040).
+
+Tasks only parse flags, call one function in services/ (or a script's main), and render the
+result. Nothing here imports a database driver at load time, so `invoke --list` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+from invoke import Exit, task
+
+T = TypeVar("T")
+
+ENV_HELP = "environment to act on (default: $PIPER_ENV, then PIPER_ENV in .env)"
+DEBUG_HELP = "show tracebacks and debug logging"
+
+
+def _edge(debug: bool, call: Callable[[], T]) -> T:
+    """Run call, turning a piper-ops error into one `error: ...` line and its exit code."""
+    import logging
+
+    from services.errors import PiperError
+
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return call()
+    except PiperError as exc:
+        if debug:
+            raise
+        raise Exit(f"error: {exc}", code=exc.exit_code) from None
+
+
+def _selected(env: str | None) -> tuple[Any, Any]:
+    from services.profiles import load_profile, profile_names
+    from services.project import current_project, select_environment
+
+    project = current_project()
+    return load_profile(select_environment(env, project, profile_names(project)), project), project
+
+
+def _run_script(name: str, argv: list[str]) -> int:
+    """Run scripts/<name>.py's main(argv): a task and its script share one code path."""
+    module = importlib.import_module(f"scripts.{name}")
+    code: int = module.main(argv)
+    return code
+
+
+def _script_task(name: str, argv: list[str]) -> None:
+    code = _run_script(name, argv)
+    if code:
+        raise Exit(code=code)
+
+
+def _flags(**values: Any) -> list[str]:
+    """Turn keyword values into script flags: None is left out, True is a bare flag."""
+    argv: list[str] = []
+    for key, value in values.items():
+        if value is None or value is False:
+            continue
+        argv.append("--" + key.replace("_", "-"))
+        if value is not True:
+            argv.append(str(value))
+    return argv
+
+
+@task(help={
+    "env": "environment to set up: dev, alpha, tester or production",
+    "allow_branch_mismatch": "go on when the checkout's branch differs from a profile that refuses it",
+    "data_file": "JSON file of personal data for profiles whose setup steps take one",
+    "debug": DEBUG_HELP,
+})
+def setup(c, env=None, allow_branch_mismatch=False, data_file=None, debug=False):
+    """Provision an environment's PostgreSQL, migrate, stamp, create its default user, write .env."""
+    from services import environments
+
+    def _do() -> Any:
+        profile, project = _selected(env)
+        return profile, environments.setup_environment(
+            profile, project, run_step=_run_script, allow_branch_mismatch=allow_branch_mismatch, data_file=data_file
+        )
+
+    profile, report = _edge(debug, _do)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if report.changes:
+        print(f"{report.environment}: set up")
+        for change in report.changes:
+            print(f"  - {change}")
+    else:
+        print(f"{report.environment}: everything is already in place; nothing changed")
+    print(f"database: {report.location} (schema {report.revision})")
+    print(f"next: `invoke status` to see every environment; `python scripts/create_test_alpha_user.py --username NAME` to add a user")
+
+
+@task(help={"json": "print machine-readable JSON instead of a table", "debug": DEBUG_HELP})
+def status(c, json_=False, debug=False):
+    """Show every environment at a glance: server, schema revision vs head, users, branch."""
+    from services import environments
+    from services.project import current_project
+
+    rows = _edge(debug, lambda: environments.environment_statuses(current_project()))
+    if json_:
+        print(json.dumps([asdict(row) for row in rows], indent=2))
+        return
+    header = ("", "ENV", "SERVER", "STATE", "DATABASE", "SCHEMA", "USERS", "BRANCH (want/have)", "WHERE")
+    table = [header]
+    for row in rows:
+        state = "running" if row.running else ("stopped" if row.initialized else "not set up")
+        if row.server == "hosted":
+            state = "reachable" if row.revision is not None or row.stamp else "unreachable"
+        schema = f"{row.revision or '-'}/{row.head}" + ("" if row.revision == row.head else " (behind)" if row.revision else "")
+        table.append(("*" if row.selected else "", row.name, row.server, state, row.database, schema,
+                      "-" if row.users is None else str(row.users),
+                      f"{row.branch_expected}/{row.branch_current or '-'}", row.location))
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for r in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    for row in rows:
+        if row.problem:
+            print(f"{row.name}: {row.problem}", file=sys.stderr)
+
+
+@task(help={"env": ENV_HELP, "yes": "do not ask for confirmation", "debug": DEBUG_HELP})
+def teardown(c, env=None, yes=False, debug=False):
+    """Stop an environment's server and delete its database (asks first; refuses protected ones)."""
+    from services import environments
+
+    profile, project = _edge(debug, lambda: _selected(env))
+    if profile.protected:
+        raise Exit(f"error: environment {profile.name!r} is protected (protected: true in {profile.source}); "
+                   "it cannot be torn down", code=1)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise Exit(f"error: tearing down {profile.name!r} deletes its database; run it in a terminal to "
+                       "confirm, or pass --yes", code=1)
+        answer = input(f"Delete environment {profile.name!r} and all of its data? Type {profile.name} to confirm: ")
+        if answer.strip() != profile.name:
+            raise Exit("error: not confirmed; nothing was changed", code=1)
+    removed = _edge(debug, lambda: environments.teardown_environment(profile, project, confirmed=True))
+    print(f"{profile.name}: server stopped, {removed} deleted, its secrets removed from .env")
+
+
+@task(name="db-start", help={"env": ENV_HELP, "debug": DEBUG_HELP})
+def db_start(c, env=None, debug=False):
+    """Start an environment's PostgreSQL server (recovers after a crash)."""
+    from services import environments
+
+    def _do() -> Any:
+        profile, project = _selected(env)
+        return profile, environments.start_environment(profile, project)
+
+    profile, state = _edge(debug, _do)
+    print(f"{profile.name}: server running (pid {state.pid})")
+
+
+@task(name="db-stop", help={"env": ENV_HELP, "debug": DEBUG_HELP})
+def db_stop(c, env=None, debug=False):
+    """Stop an environment's PostgreSQL server."""
+    from services import environments
+
+    def _do() -> Any:
+        profile, project = _selected(env)
+        return profile, environments.stop_environment(profile, project)
+
+    profile, stopped = _edge(debug, _do)
+    print(f"{profile.name}: server stopped" if stopped else f"{profile.name}: server was not running")
+
+
+@task(name="create-user", help={
+    "env": ENV_HELP, "username": "the user's login name (lower-case)",
+    "email": "the user's email (default: USERNAME@example.invalid)", "display_name": "the name shown to people",
+    "debug": DEBUG_HELP,
+})
+def create_user(c, username, env=None, email=None, display_name=None, debug=False):
+    """Create a user in an environment (same as scripts/create_test_alpha_user.py)."""
+    _script_task("create_test_alpha_user", _flags(username=username, email=email, display_name=display_name,
+                                                  env=env, debug=debug))
