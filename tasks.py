@@ -81,9 +81,7 @@ def setup(c, env=None, allow_branch_mismatch=False, data_file=None, debug=False)
 
     def _do() -> Any:
         profile, project = _selected(env)
-        return profile, environments.setup_environment(
-            profile, project, run_step=_run_script, allow_branch_mismatch=allow_branch_mismatch, data_file=data_file
-        )
+        return profile, environments.setup_environment(profile, project, allow_branch_mismatch=allow_branch_mismatch)
 
     profile, report = _edge(debug, _do)
     for warning in report.warnings:
@@ -93,8 +91,9 @@ def setup(c, env=None, allow_branch_mismatch=False, data_file=None, debug=False)
         for change in report.changes:
             print(f"  - {change}")
     else:
-        print(f"{report.environment}: everything is already in place; nothing changed")
+        print(f"{report.environment}: the database is already in place; nothing changed")
     print(f"database: {report.location} (schema {report.revision})")
+    _edge(debug, lambda: environments.run_setup_steps(profile, _run_script, data_file))
     print(f"next: `invoke status` to see every environment; `python scripts/create_test_alpha_user.py --username NAME` to add a user")
 
 

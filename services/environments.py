@@ -78,15 +78,11 @@ def check_branch(profile: Profile, project: Project, *, allow_mismatch: bool) ->
     return message
 
 
-def setup_environment(
-    profile: Profile,
-    project: Project,
-    *,
-    run_step: StepRunner,
-    allow_branch_mismatch: bool = False,
-    data_file: str | None = None,
-) -> SetupReport:
-    """Bring the environment to its profile's state and return what was done."""
+def setup_environment(profile: Profile, project: Project, *, allow_branch_mismatch: bool = False) -> SetupReport:
+    """Bring the environment's database to its profile's state and return what was done.
+
+    The profile's setup steps (scripts) come after this, through `run_setup_steps`.
+    """
     warning = check_branch(profile, project, allow_mismatch=allow_branch_mismatch)
     if profile.hosted:
         report = _setup_hosted(profile, project)
@@ -98,7 +94,6 @@ def setup_environment(
     if envfile.read(project.env_file).get(ENV_VARIABLE) != profile.name:
         envfile.update(project.env_file, {ENV_VARIABLE: profile.name})
         report.changes.append(f"selected {profile.name} in {project.env_file.name}")
-    _run_steps(profile, run_step, data_file)
     return report
 
 
@@ -212,7 +207,8 @@ def _migrate_and_stamp(owner: connection.Target, profile: Profile, project: Proj
     return head
 
 
-def _run_steps(profile: Profile, run_step: StepRunner, data_file: str | None) -> None:
+def run_setup_steps(profile: Profile, run_step: StepRunner, data_file: str | None = None) -> None:
+    """Run the profile's setup steps in order through run_step(script, argv); stop at the first failure."""
     values = {"username": profile.default_user.username, "email": profile.default_user.email,
               "data_file": data_file or profile.personal_data.data_file or ""}
     for step in profile.setup_steps:
