@@ -23,6 +23,7 @@ def alembic_config(project: Project, connection: Connection | None = None) -> Co
 
     config = Config()
     config.set_main_option("script_location", str(project.migrations_dir))
+    config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(project.migrations_dir / "versions"))
     if connection is not None:
         config.attributes["connection"] = connection

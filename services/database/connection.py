@@ -48,6 +48,8 @@ class Target:
     password: str = field(repr=False)
     sslmode: str | None = None
     sslrootcert: str | None = None
+    url_env: str | None = None
+    """For a hosted database: the variable its URL came from."""
 
     def conninfo(self) -> str:
         """Return a libpq connection string (it holds the password: never print it)."""
@@ -126,6 +128,7 @@ def _hosted_target(profile: Profile, known: dict[str, str]) -> Target:
         password=str(params.get("password") or ""),
         sslmode=sslmode,
         sslrootcert=str(params.get("sslrootcert") or profile.database.sslrootcert or "") or None,
+        url_env=variable,
     )
 
 
@@ -138,10 +141,9 @@ def connect(where: Target, *, autocommit: bool = False) -> psycopg.Connection:
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         reason = reason.replace(where.password, "***") if where.password else reason
-        raise ClusterError(
-            f"cannot connect to environment {where.environment!r} at {where.display()}: {reason}; "
-            f"run `invoke status` and `invoke db-start --env {where.environment}`"
-        ) from None
+        fix = (f"check the URL in {where.url_env} and that the server offers TLS" if where.url_env
+               else f"run `invoke status` and `invoke db-start --env {where.environment}`")
+        raise ClusterError(f"cannot connect to environment {where.environment!r} at {where.display()}: {reason}; {fix}") from None
 
 
 @contextmanager

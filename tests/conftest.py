@@ -1,0 +1,154 @@
+"""Test fixtures: temporary piper-ops projects with real PostgreSQL servers.
+
+Tests never read the developer's own `.env`, `postgres_data/` or selected environment: every
+project lives in a temporary directory named by $PIPER_ROOT, with the repository's profiles copied
+in and moved to free ports, and every server it starts is removed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services import cluster, environments
+from services.errors import PiperError
+from services.profiles import Profile, load_profile, load_profiles
+from services.project import CODE_ROOT, Project
+
+REPO = CODE_ROOT
+_STARTED: list[Project] = []
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def make_project(root: Path, edits: dict[str, dict] | None = None) -> Project:
+    """Create a project in root: the repository's profiles on free ports, plus optional edits.
+
+    edits maps a profile name to keys to change, e.g. {"alpha": {"branch_policy": "refuse"}};
+    a nested mapping such as {"database": {"port": 5}} is merged into the profile's.
+    """
+    (root / "environments").mkdir(parents=True, exist_ok=True)
+    for source in sorted((REPO / "environments").glob("*.yaml")):
+        data = yaml.safe_load(source.read_text())
+        if data["database"].get("server") != "hosted":
+            data["database"]["port"] = free_port()
+        for key, value in (edits or {}).get(data["name"], {}).items():
+            if isinstance(value, dict):
+                data.setdefault(key, {}).update(value)
+            else:
+                data[key] = value
+        (root / "environments" / source.name).write_text(yaml.safe_dump(data, sort_keys=False))
+    if (REPO / "config").is_dir():
+        shutil.copytree(REPO / "config", root / "config", dirs_exist_ok=True)
+    project = Project(root.resolve())
+    _STARTED.append(project)
+    return project
+
+
+def run_script_step(name: str, argv: list[str]) -> int:
+    """The same step runner as tasks.py: a script's main(argv)."""
+    import importlib
+
+    return int(importlib.import_module(f"scripts.{name}").main(argv))
+
+
+def set_up(profile: Profile, project: Project, monkeypatch: pytest.MonkeyPatch | None = None) -> environments.SetupReport:
+    """Run `invoke setup`'s two halves for a profile in a temporary project."""
+    old = os.environ.get("PIPER_ROOT")
+    os.environ["PIPER_ROOT"] = str(project.root)
+    try:
+        report = environments.setup_environment(profile, project)
+        environments.run_setup_steps(profile, run_script_step)
+    finally:
+        if old is None:
+            os.environ.pop("PIPER_ROOT", None)
+        else:
+            os.environ["PIPER_ROOT"] = old
+    return report
+
+
+def remove_servers(project: Project) -> None:
+    """Stop and delete every local server of a temporary project."""
+    if not project.environments_dir.is_dir():
+        return
+    try:
+        profiles = load_profiles(project)
+    except PiperError:
+        return
+    for profile in profiles:
+        if profile.hosted:
+            continue
+        try:
+            cluster.remove(cluster.locate(profile, project))
+        except PiperError:
+            pass
+
+
+def cli_env(project: Project, **extra: str) -> dict[str, str]:
+    """Return an environment for a subprocess acting on the project (and on nothing else)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPER_")}
+    env["PIPER_ROOT"] = str(project.root)
+    env.update(extra)
+    return env
+
+
+def run_cli(argv: list[str], project: Project, *, input: str | None = None, **extra: str) -> subprocess.CompletedProcess[str]:
+    """Run a command (invoke or a script) as a real subprocess in the project."""
+    return subprocess.run(argv, cwd=REPO, env=cli_env(project, **extra), input=input, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(REPO)]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the developer's selection and secrets out of every test."""
+    for key in list(os.environ):
+        if key.startswith("PIPER_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    """A fresh project in tmp_path, selected through $PIPER_ROOT; its servers are removed after."""
+    proj = make_project(tmp_path / "proj")
+    monkeypatch.setenv("PIPER_ROOT", str(proj.root))
+    yield proj
+    remove_servers(proj)
+
+
+@pytest.fixture(scope="session")
+def alpha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Profile, Project]]:
+    """One alpha environment set up once for the tests that only read or add to it."""
+    proj = make_project(tmp_path_factory.mktemp("alpha") / "proj")
+    profile = load_profile("alpha", proj)
+    set_up(profile, proj)
+    yield profile, proj
+    remove_servers(proj)
+
+
+@pytest.fixture
+def alpha_env(alpha: tuple[Profile, Project], monkeypatch: pytest.MonkeyPatch) -> tuple[Profile, Project]:
+    """The shared alpha environment, selected through $PIPER_ROOT for this test."""
+    monkeypatch.setenv("PIPER_ROOT", str(alpha[1].root))
+    return alpha
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A test that failed half-way may leave a server running: stop them all.
+    for proj in _STARTED:
+        remove_servers(proj)

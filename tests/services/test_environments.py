@@ -1,0 +1,170 @@
+"""setup, status and teardown of whole environments, on real servers."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+
+import pytest
+
+from services import cluster, envfile, environments
+from services.database import connection
+from services.errors import ConfirmationRequired, EnvironmentMismatchError, PiperError, UsageError
+from services.profiles import load_profile
+from services.project import Project
+from tests.conftest import make_project, remove_servers, set_up
+
+
+def _query(profile, project, sql: str, role: str = "owner"):
+    with connection.connect(connection.target(profile, project, role)) as conn:  # type: ignore[arg-type]
+        return conn.execute(sql).fetchall()
+
+
+def test_setup_creates_a_migrated_stamped_database_with_its_default_user(alpha_env) -> None:
+    profile, project = alpha_env
+    assert _query(profile, project, "SELECT value FROM piper_metadata WHERE key = 'environment'") == [("alpha",)]
+    assert _query(profile, project, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert _query(profile, project, "SELECT username, email FROM alpha_users WHERE username = 'alfy'") == [
+        ("alfy", "alfy@example.invalid")
+    ]
+    assert _query(profile, project, "SELECT current_database(), current_user", role="app") == [("piper_alpha", "piper_app")]
+    env_file = project.env_file
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    values = envfile.read(env_file)
+    assert values["PIPER_ENV"] == "alpha"
+    assert {k for k in values if k.startswith("PIPER_ALPHA_")} == {
+        "PIPER_ALPHA_ADMIN_PASSWORD", "PIPER_ALPHA_OWNER_PASSWORD", "PIPER_ALPHA_APP_PASSWORD"}
+    assert stat.S_IMODE(project.data_root.stat().st_mode) == 0o700
+
+
+def test_a_second_setup_changes_nothing(alpha_env) -> None:
+    profile, project = alpha_env
+    before = _query(profile, project, "SELECT id, updated_at FROM alpha_users")
+    env_before = project.env_file.read_bytes()
+    report = set_up(profile, project)
+    assert report.changes == []
+    assert _query(profile, project, "SELECT id, updated_at FROM alpha_users") == before
+    assert project.env_file.read_bytes() == env_before
+
+
+def test_three_environments_side_by_side_never_share_anything(project: Project) -> None:
+    profiles = [load_profile(name, project) for name in ("dev", "alpha", "tester")]
+    for profile in profiles:
+        set_up(profile, project)
+    servers = [cluster.locate(p, project) for p in profiles]
+    assert len({s.data_dir for s in servers}) == len({s.port for s in servers}) == len({s.socket_dir for s in servers}) == 3
+    pids = {cluster.state(s).pid for s in servers}
+    assert len(pids) == 3 and None not in pids
+    for profile in profiles:
+        rows = _query(profile, project, "SELECT current_database(), (SELECT value FROM piper_metadata), "
+                                        "(SELECT string_agg(username, ',') FROM alpha_users)")
+        assert rows == [(profile.database.name, profile.name, profile.default_user.username)]
+    statuses = {s.name: s for s in environments.environment_statuses(project)}
+    assert all(statuses[p.name].running and statuses[p.name].users == 1 for p in profiles)
+    assert statuses["tester"].selected  # the last setup selects its environment
+
+
+def test_a_database_stamped_for_another_environment_is_refused(project: Project) -> None:
+    alpha = load_profile("alpha", project)
+    set_up(alpha, project)
+    # A dev profile that (by mistake) points at alpha's server and database.
+    text = (project.environments_dir / "dev.yaml").read_text()
+    text = text.replace("name: piper_dev", "name: piper_alpha").replace("postgres_data/dev", "postgres_data/alpha")
+    text = text.replace(f"port: {load_profile('dev', project).database.port}", f"port: {alpha.database.port}")
+    (project.environments_dir / "dev.yaml").write_text(text)
+    secrets = envfile.read(project.env_file)
+    envfile.update(project.env_file, {k.replace("ALPHA", "DEV"): v for k, v in secrets.items() if k.startswith("PIPER_ALPHA_")})
+    dev = load_profile("dev", project)
+    with pytest.raises(EnvironmentMismatchError) as caught:
+        set_up(dev, project)
+    assert "stamped for environment 'alpha', not 'dev'" in str(caught.value)
+    assert _query(alpha, project, "SELECT value FROM piper_metadata") == [("alpha",)]
+
+
+def test_teardown_refuses_protected_and_unconfirmed_then_removes_everything(project: Project) -> None:
+    with pytest.raises(PiperError, match="protected"):
+        environments.teardown_environment(load_profile("production", project), project, confirmed=True)
+    profile = load_profile("tester", project)
+    set_up(profile, project)
+    server = cluster.locate(profile, project)
+    with pytest.raises(ConfirmationRequired):
+        environments.teardown_environment(profile, project, confirmed=False)
+    assert cluster.state(server).running
+    removed = environments.teardown_environment(profile, project, confirmed=True)
+    assert removed == server.project_data_dir
+    assert not removed.exists() and not removed.is_symlink() and not server.data_dir.exists()
+    assert not [k for k in envfile.read(project.env_file) if k.startswith("PIPER_TESTER_") or k == "PIPER_ENV"]
+
+
+def test_branch_guard_warns_by_default_and_refuses_when_the_profile_says_so(tmp_path, monkeypatch) -> None:
+    project = make_project(tmp_path / "proj", {"tester": {"branch_policy": "refuse"}})
+    subprocess.run(["git", "init", "-q", "-b", "main", str(project.root)], check=True)
+    alpha, tester = load_profile("alpha", project), load_profile("tester", project)
+    warning = environments.check_branch(alpha, project, allow_mismatch=False)
+    assert warning is not None and "branch 'main'" in warning and "expects 'production'" in warning
+    with pytest.raises(PiperError, match="pass --allow-branch-mismatch"):
+        environments.setup_environment(tester, project)
+    assert not (project.root / "postgres_data" / "tester").exists()
+    assert environments.check_branch(tester, project, allow_mismatch=True) is not None
+    assert environments.check_branch(load_profile("dev", project), project, allow_mismatch=False) is None
+
+
+def test_setup_refuses_when_env_file_lost_the_passwords_of_an_existing_server(project: Project) -> None:
+    profile = load_profile("tester", project)
+    set_up(profile, project)
+    envfile.update(project.env_file, {f"PIPER_TESTER_{r}_PASSWORD": None for r in ("ADMIN", "OWNER", "APP")})
+    with pytest.raises(UsageError, match="holds no PIPER_TESTER_ADMIN_PASSWORD"):
+        set_up(profile, project)
+    assert cluster.state(cluster.locate(profile, project)).initialized
+
+
+def test_hosted_production_without_its_url_stops_before_touching_anything(project: Project) -> None:
+    profile = load_profile("production", project)
+    with pytest.raises(UsageError, match="PIPER_PRODUCTION_DATABASE_URL is not set"):
+        environments.setup_environment(profile, project)
+    assert not (project.root / "postgres_data" / "production").exists()
+
+
+def test_hosted_production_refuses_a_plain_connection(project: Project, monkeypatch) -> None:
+    monkeypatch.setenv("PIPER_PRODUCTION_DATABASE_URL", "postgresql://u:pw@127.0.0.1:5/piper?sslmode=disable")
+    with pytest.raises(UsageError, match="sslmode=disable.*requires TLS"):
+        environments.setup_environment(load_profile("production", project), project)
+
+
+def test_hosted_production_is_migrated_and_stamped_but_never_provisioned(project: Project, monkeypatch) -> None:
+    # A stand-in for the hosted server: the tester server, reached by URL with TLS it does not offer.
+    tester = load_profile("tester", project)
+    set_up(tester, project)
+    secret = envfile.read(project.env_file)["PIPER_TESTER_OWNER_PASSWORD"]
+    server = cluster.locate(tester, project)
+    monkeypatch.setenv("PIPER_PRODUCTION_DATABASE_URL",
+                       f"postgresql://piper_owner:{secret}@127.0.0.1:{server.port}/piper_tester")
+    with pytest.raises(PiperError) as caught:
+        environments.setup_environment(load_profile("production", project), project, allow_branch_mismatch=True)
+    # verify-full by default: a server without TLS is refused, and the password never shows.
+    assert "SSL" in str(caught.value) or "ssl" in str(caught.value)
+    assert secret not in str(caught.value)
+    assert not (project.root / "postgres_data" / "production").exists()
+    assert _query(tester, project, "SELECT value FROM piper_metadata") == [("tester",)]
+
+
+def test_status_reports_every_environment(alpha_env) -> None:
+    profile, project = alpha_env
+    rows = {row.name: row for row in environments.environment_statuses(project)}
+    assert sorted(rows) == ["alpha", "dev", "production", "tester"]
+    alpha = rows["alpha"]
+    assert (alpha.running, alpha.stamp, alpha.revision, alpha.head, alpha.users) == (True, "alpha", "0001", "0001", 1)
+    assert alpha.selected and alpha.branch_expected == "production"
+    assert not rows["dev"].initialized and not rows["dev"].running
+    assert rows["production"].server == "hosted" and "PIPER_PRODUCTION_DATABASE_URL" in (rows["production"].problem or "")
+    assert os.environ.get("PIPER_PRODUCTION_DATABASE_URL") is None
+
+
+def test_fixture_projects_are_removed(tmp_path) -> None:
+    project = make_project(tmp_path / "p")
+    profile = load_profile("alpha", project)
+    set_up(profile, project)
+    data = cluster.locate(profile, project).data_dir
+    remove_servers(project)
+    assert not data.exists()
