@@ -337,6 +337,8 @@ def _check_port_free(server: Server, config_file: Path) -> None:
     host = "::1" if server.listen_addresses == "::1" else "127.0.0.1"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As PostgreSQL itself does: connections lingering in TIME_WAIT do not make a port busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, server.port))
         except OSError:

@@ -8,6 +8,7 @@ in and moved to free ports, and every server it starts is removed at the end of 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -25,13 +26,25 @@ from services.project import CODE_ROOT, Project
 
 REPO = CODE_ROOT
 _STARTED: list[Project] = []
+_PORTS_GIVEN: set[int] = set()
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now.
+
+    Chosen below the kernel's ephemeral range (32768 and up on Linux, 49152 on macOS), so that no
+    outgoing connection can take it while a test server is stopped.
+    """
+    while True:
+        port = random.randint(20000, 32000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def make_project(root: Path, edits: dict[str, dict] | None = None) -> Project:
