@@ -30,3 +30,11 @@ class EnvironmentMismatchError(PiperError):
 
 class ConfirmationRequired(PiperError):
     """A destructive operation needs an explicit yes that was not given."""
+
+
+class AuditError(UsageError):
+    """The personal-data audit could not run: a bad rule, allowlist or unreadable file (exit 2)."""
+
+
+class PersonalDataRefused(PiperError):
+    """Content the audit flags was about to be written to a path that git tracks (invariant 3)."""

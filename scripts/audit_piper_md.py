@@ -1,0 +1,83 @@
+"""Audit config/PIPER.md and its backups (or more) for personal data; exit 0 clean, 1 found, 2 could not run.
+
+    python scripts/audit_piper_md.py [--all | --history | --staged] [--format text|json|sarif] [PATH ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts import _cli  # noqa: E402
+from services import audit  # noqa: E402
+from services.errors import AuditError, PiperError  # noqa: E402
+from services.project import current_project  # noqa: E402
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the audit and print its findings (redacted); return 0 clean, 1 findings, 2 could not run."""
+    cli = _cli.parser("Audit config/PIPER.md and its backups for personal data (rules from every profile).")
+    cli.add_argument("paths", nargs="*", metavar="PATH", help="files to scan instead of PIPER.md and its backups")
+    scope = cli.add_mutually_exclusive_group()
+    scope.add_argument("--history", action="store_true",
+                       help="scan every past version of PIPER.md and its backups in git history (with --all: every file)")
+    scope.add_argument("--staged", action="store_true",
+                       help="scan the staged content of PIPER.md and its backups (with --all: every staged file)")
+    cli.add_argument("--all", action="store_true", help="scan every git-tracked text file (except the profiles defining the rules)")
+    cli.add_argument("--format", choices=("text", "json", "sarif"), default="text", help="output format (default: text)")
+    cli.add_argument("--allowlist", metavar="FILE",
+                     help=f"accepted findings, by rule and sha256 (default: {audit.ALLOWLIST_PATH} in the project)")
+    return _cli.run(cli, argv, _audit)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    if args.paths and (args.all or args.history or args.staged):
+        raise AuditError("give PATHs or one of --all/--history/--staged, not both; see --help")
+    project = current_project()
+    try:
+        rules = audit.load_rules(project)
+        allowlist = audit.load_allowlist(Path(args.allowlist) if args.allowlist else project.root / audit.ALLOWLIST_PATH)
+        if args.paths:
+            targets = audit.path_targets(project, args.paths)
+        elif args.history:
+            targets = audit.history_targets(project, rules, args.all)
+        elif args.staged:
+            targets = audit.staged_targets(project, rules, args.all)
+        elif args.all:
+            targets = audit.tracked_targets(project, rules)
+        else:
+            targets = audit.piper_md_targets(project)
+        report = audit.run_audit(targets, rules, allowlist)
+    except PiperError as exc:
+        # Whatever stopped the audit, it did not run: exit 2, never 1 (1 means "found something").
+        raise AuditError(str(exc)) from None
+    if args.format == "json":
+        print(json.dumps(audit.report_json(report), indent=2))
+    elif args.format == "sarif":
+        print(json.dumps(audit.report_sarif(report), indent=2))
+    else:
+        _print_text(report)
+    return 0 if report.clean else 1
+
+
+def _print_text(report: audit.AuditReport) -> None:
+    for f in report.findings:
+        print(f"{f.path}:{f.line}:{f.column}: {f.rule} ({f.kind}) {f.redacted} sha256:{f.sha256}")
+    files = len(report.scanned)
+    extra = f", {len(report.allowed)} allowlisted" if report.allowed else ""
+    extra += f", {len(report.skipped)} binary file(s) skipped" if report.skipped else ""
+    if report.clean:
+        print(f"audit: clean; {files} file(s) scanned with {len(report.rules)} rules{extra}")
+    else:
+        print(f"audit: {len(report.findings)} finding(s) of personal data in {files} file(s) scanned{extra}; "
+              f"remove them, or accept one in {audit.ALLOWLIST_PATH} by rule and sha256 (see docs/PIPER_MD.md)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

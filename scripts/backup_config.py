@@ -1,0 +1,96 @@
+"""Back up config/PIPER.md as config/PIPER.md.backup-YYYYMMDD, then rotate by the profile's policy.
+
+    python scripts/backup_config.py [--dry-run] [--list] [--private] [--env NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts import _cli  # noqa: E402
+from services import config_backups  # noqa: E402
+from services.errors import UsageError  # noqa: E402
+from services.profiles import Rotation, load_profile, profile_names  # noqa: E402
+from services.project import Project, current_project, select_environment  # noqa: E402
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Take (or list) dated backups of config/PIPER.md; return the exit code."""
+    cli = _cli.parser("Back up config/PIPER.md with a dated name and rotate old backups.")
+    cli.add_argument("--dry-run", action="store_true", help="show what would be written and removed; change nothing")
+    cli.add_argument("--list", action="store_true", help="list the backups with their dates and sizes")
+    cli.add_argument("--private", action="store_true",
+                     help=f"write the backup to {config_backups.PRIVATE_DIR}/ (git-ignored), e.g. when the audit flags it")
+    return _cli.run(cli, argv, _backup)
+
+
+def rotation_policy(env: str | None, project: Project) -> tuple[Rotation, str]:
+    """Return the selected environment's rotation policy, or the default when none is selected."""
+    try:
+        name = select_environment(env, project, profile_names(project))
+    except UsageError:
+        return config_backups.DEFAULT_ROTATION, "default, no environment selected"
+    return load_profile(name, project).backups, f"profile {name}"
+
+
+def describe(policy: Rotation, origin: str) -> str:
+    return f"keep_last={policy.keep_last}, keep_daily={policy.keep_daily}, keep_weekly={policy.keep_weekly} ({origin})"
+
+
+def _backup(args: argparse.Namespace) -> int:
+    project = current_project()
+    if args.list:
+        return _list(project)
+    policy, origin = rotation_policy(args.env, project)
+    result = config_backups.backup_config(project, policy, dry_run=args.dry_run, private=args.private)
+    print_result(result, project, policy, origin)
+    return 0
+
+
+def print_result(result: config_backups.BackupResult, project: Project, policy: Rotation, origin: str) -> None:
+    """Render a BackupResult: what was (or would be) written and removed."""
+    would = "would " if result.dry_run else ""
+    if result.created is not None:
+        verb = "back up" if result.dry_run else "backed up"
+        print(f"{would}{verb} config/PIPER.md to {_rel(result.created.path, project)} ({result.created.size} bytes)")
+        if result.findings:
+            print(f"note: the audit flags this content ({len(result.findings)} finding(s)); it stays in the git-ignored "
+                  f"{config_backups.PRIVATE_DIR}/")
+    elif result.identical_to is not None:
+        print(f"config/PIPER.md is identical to {_rel(result.identical_to.path, project)}; no new backup")
+    print(f"rotation: {describe(policy, origin)}")
+    gone = result.rotation.drop if result.dry_run else result.removed
+    for item in gone:
+        path = item.path if hasattr(item, "path") else item
+        print(f"  {would}remove {_rel(path, project)}")
+    if not gone:
+        print(f"  nothing to remove; {len(result.rotation.keep)} backup(s) kept")
+
+
+def _list(project: Project) -> int:
+    backups = config_backups.list_backups(project) + config_backups.list_backups(project, private=True)
+    if not backups:
+        print("no backups of config/PIPER.md yet; run `invoke backup-config`")
+        return 0
+    print(f"{'date':<19}  {'size':>9}  backup")
+    for backup in sorted(backups, key=lambda b: (b.taken, b.name), reverse=True):
+        print(f"{backup.taken:%Y-%m-%d %H:%M:%S}  {backup.size:>9}  {_rel(backup.path, project)}"
+              + ("  (private, git-ignored)" if backup.private else ""))
+    return 0
+
+
+def _rel(path: Path, project: Project) -> str:
+    try:
+        return str(path.relative_to(project.root))
+    except ValueError:
+        return str(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
