@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import logging
 import secrets as token_source
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services import cluster, envfile, gitinfo, migrations, stamp
 from services.database import connection
 from services.errors import ClusterError, ConfirmationRequired, PiperError, UsageError
 from services.profiles import Profile, load_profiles
 from services.project import ENV_VARIABLE, Project
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +107,39 @@ def _setup_local(profile: Profile, project: Project) -> SetupReport:
     server = cluster.locate(profile, project, prepare=True)
     current = cluster.state(server)
     secrets = _ensure_secrets(profile, project, initialized=current.initialized, changes=changes)
+    preload = _preload_database_modules() if not current.running else None
     if not current.initialized:
         server = cluster.initialize(server, secrets["admin"])
         changes.append(f"created a PostgreSQL server in {server.project_data_dir}")
     if not cluster.state(server).running:
         cluster.start(server, config_file=profile.source)
         changes.append(f"started the server (port {server.port})")
+    if preload is not None:
+        preload.join()
     sockets = str(server.socket_dir)
     admin = connection.target(profile, project, "admin", dbname="postgres", socket_dir=sockets)
     _bootstrap_roles(admin, profile, secrets, changes)
     owner = connection.target(profile, project, "owner", socket_dir=sockets)
     revision = _migrate_and_stamp(owner, profile, project, changes)
     return SetupReport(profile.name, owner.display(), revision, changes)
+
+
+def _preload_database_modules() -> threading.Thread:
+    """Import the driver, ORM and Alembic in a thread while initdb and pg_ctl run.
+
+    Those imports cost about as much as initdb itself; the main thread only waits on
+    subprocesses meanwhile (no GIL held), so the two overlap. The main thread imports none of
+    these modules until it joins the thread, so the two never contend for one module's lock.
+    """
+    def _load() -> None:
+        import alembic.command  # noqa: F401
+        import psycopg  # noqa: F401
+
+        import services.database.models  # noqa: F401
+
+    thread = threading.Thread(target=_load, name="piper-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def _setup_hosted(profile: Profile, project: Project) -> SetupReport:
@@ -163,27 +189,34 @@ def _bootstrap_roles(admin: connection.Target, profile: Profile, secrets: dict[s
                     sql.Identifier(role), sql.Literal(secrets[key])))
                 changes.append(f"created role {role}")
         if not exists:
-            # Built under a temporary name and renamed when complete, so that a crash half-way
-            # never leaves a database that looks finished but lacks its grants.
-            staging = f"{dbname}_setup"
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(staging)))
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0").format(
-                sql.Identifier(staging), sql.Identifier(owner)))
-            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(staging)))
+                sql.Identifier(dbname), sql.Identifier(owner)))
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
             conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
-                sql.Identifier(staging), sql.Identifier(app)))
-            in_staging = connection.Target(admin.environment, admin.host, admin.port, staging, admin.user, admin.password)
-            with connection.connect(in_staging, autocommit=True) as inner:
-                # Tables that migrations create (as the owner) are usable by the application role.
-                inner.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(app)))
-                inner.execute(sql.SQL(
-                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
-                ).format(sql.Identifier(owner), sql.Identifier(app)))
-                inner.execute(sql.SQL(
-                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {}"
-                ).format(sql.Identifier(owner), sql.Identifier(app)))
-            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(staging), sql.Identifier(dbname)))
+                sql.Identifier(dbname), sql.Identifier(app)))
             changes.append(f"created database {dbname}")
+
+
+def _protect_bookkeeping(raw: psycopg.Connection) -> None:
+    """The application role may read which environment and revision this is, never change them."""
+    from psycopg import sql
+
+    raw.execute(sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON piper_metadata, alembic_version FROM {}").format(
+        sql.Identifier(connection.ROLE_NAMES["app"])))
+
+
+def _grant_application_role(raw: psycopg.Connection) -> None:
+    """Let the application role use what the owner's migrations create (local servers only).
+
+    Runs in the migration's transaction, so a database is never migrated without its grants.
+    """
+    from psycopg import sql
+
+    app = sql.Identifier(connection.ROLE_NAMES["app"])
+    raw.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(app))
+    raw.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}").format(app))
+    raw.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {}").format(app))
+    raw.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(app))
 
 
 def _migrate_and_stamp(owner: connection.Target, profile: Profile, project: Project, changes: list[str]) -> str:
@@ -198,8 +231,12 @@ def _migrate_and_stamp(owner: connection.Target, profile: Profile, project: Proj
         raw = sa_conn.connection.driver_connection
         # Re-check inside the transaction: another process may have stamped it meanwhile.
         stamp.check_stamp(raw, profile.name, owner.display(), allow_unstamped=True)
+        if not profile.hosted:
+            _grant_application_role(raw)
         migrations.upgrade(sa_conn, project, "head")
         stamp.write_stamp(raw, profile.name)
+        if not profile.hosted:
+            _protect_bookkeeping(raw)
     if current != head:
         changes.append(f"migrated {profile.database.name} from {current or 'empty'} to {head}")
     if found is None:

@@ -44,26 +44,58 @@ def validate_email(email: str) -> str:
 
 def create_user(profile: Profile, project: Project, username: str, email: str | None = None,
                 display_name: str | None = None) -> UserResult:
-    """Create the user in alpha_users, or return the existing one unchanged (idempotent)."""
+    """Create the user in alpha_users, or return the existing one unchanged (idempotent).
+
+    An existing user with another email than the one asked for is an error, not a silent success.
+    """
+    validate_username(username)
+    if email is not None:
+        validate_email(email)
+    existing = _find_user_row(profile, project, username)
+    if existing is not None:
+        return _unchanged(profile, existing, username, email)
+    return _insert_user(profile, project, username, email or f"{username}@example.invalid", display_name)
+
+
+def _insert_user(profile: Profile, project: Project, username: str, email: str, display_name: str | None) -> UserResult:
     from sqlalchemy import select
+    from sqlalchemy.dialects.postgresql import insert
 
     from services.database.models import AlphaUser
 
-    validate_username(username)
-    email = validate_email(email or f"{username}@example.invalid")
     with connection.session(profile, project) as db:
-        existing = db.scalars(select(AlphaUser).where(AlphaUser.username == username)).one_or_none()
-        if existing is not None:
-            if email and existing.email != email:
-                raise UsageError(
-                    f"user {username!r} already exists in {profile.name} with another email; "
-                    "choose another username or leave --email out"
-                )
-            return UserResult(existing.id, existing.username, existing.email, created=False)
-        taken = db.scalars(select(AlphaUser.username).where(AlphaUser.email == email)).one_or_none()
-        if taken is not None:
+        if db.scalars(select(AlphaUser.username).where(AlphaUser.email == email)).one_or_none() is not None:
             raise UsageError(f"email {email!r} already belongs to another user in {profile.name}; use another email")
-        user = AlphaUser(username=username, email=email, display_name=display_name)
-        db.add(user)
-        db.flush()
-        return UserResult(user.id, user.username, user.email, created=True)
+        # ON CONFLICT: two setups running the same step at once both succeed, one of them unchanged.
+        new_id = db.scalars(
+            insert(AlphaUser).values(username=username, email=email, display_name=display_name)
+            .on_conflict_do_nothing(index_elements=[AlphaUser.username]).returning(AlphaUser.id)
+        ).one_or_none()
+        if new_id is not None:
+            return UserResult(new_id, username, email, created=True)
+        row = db.execute(select(AlphaUser.id, AlphaUser.username, AlphaUser.email).where(AlphaUser.username == username)).one()
+    return _unchanged(profile, (row[0], row[1], row[2]), username, email)
+
+
+def _find_user_row(profile: Profile, project: Project, username: str) -> tuple[uuid.UUID, str, str] | None:
+    """Return (id, username, email) of a user, through the driver alone.
+
+    Every `invoke setup` re-runs its create-user step; answering "already there" without loading
+    the ORM keeps a warm setup fast.
+    """
+    from services import stamp
+
+    where = connection.target(profile, project, "app")
+    with connection.connect(where) as conn:
+        stamp.check_stamp(conn, profile.name, where.display())
+        row = conn.execute("SELECT id, username, email FROM alpha_users WHERE username = %s", (username,)).fetchone()
+    return (row[0], row[1], row[2]) if row else None
+
+
+def _unchanged(profile: Profile, row: tuple[uuid.UUID, str, str], username: str, email: str | None) -> UserResult:
+    if email and row[2] != email:
+        raise UsageError(
+            f"user {username!r} already exists in {profile.name} with another email; "
+            "choose another username or leave --email out"
+        )
+    return UserResult(row[0], row[1], row[2], created=False)

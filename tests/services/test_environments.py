@@ -38,6 +38,16 @@ def test_setup_creates_a_migrated_stamped_database_with_its_default_user(alpha_e
     assert stat.S_IMODE(project.data_root.stat().st_mode) == 0o700
 
 
+def test_the_application_role_cannot_change_the_stamp(alpha_env) -> None:
+    import psycopg
+
+    profile, project = alpha_env
+    with connection.connect(connection.target(profile, project, "app")) as conn:
+        assert conn.execute("SELECT value FROM piper_metadata").fetchall() == [("alpha",)]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE piper_metadata SET value = 'dev'")
+
+
 def test_a_second_setup_changes_nothing(alpha_env) -> None:
     profile, project = alpha_env
     before = _query(profile, project, "SELECT id, updated_at FROM alpha_users")
@@ -154,7 +164,9 @@ def test_status_reports_every_environment(alpha_env) -> None:
     rows = {row.name: row for row in environments.environment_statuses(project)}
     assert sorted(rows) == ["alpha", "dev", "production", "tester"]
     alpha = rows["alpha"]
-    assert (alpha.running, alpha.stamp, alpha.revision, alpha.head, alpha.users) == (True, "alpha", "0001", "0001", 1)
+    users = _query(profile, project, "SELECT count(*) FROM alpha_users")[0][0]
+    assert users >= 1
+    assert (alpha.running, alpha.stamp, alpha.revision, alpha.head, alpha.users) == (True, "alpha", "0001", "0001", users)
     assert alpha.selected and alpha.branch_expected == "production"
     assert not rows["dev"].initialized and not rows["dev"].running
     assert rows["production"].server == "hosted" and "PIPER_PRODUCTION_DATABASE_URL" in (rows["production"].problem or "")
