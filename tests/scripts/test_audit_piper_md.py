@@ -1,0 +1,107 @@
+"""scripts/audit_piper_md.py: exit 0 clean, 1 findings, 2 could not run; redacted text, json and sarif."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts import audit_piper_md
+from services.project import CODE_ROOT
+
+FAKE_PROFILE = """\
+name: fake
+branch: main
+default_user: {username: zquux, email: zquux@example.invalid}
+database: {name: piper_fake, port: 54399}
+audit:
+  terms:
+    - {term: Zanzibar Quuxley, kind: name}
+    - {term: zquux, kind: username}
+"""
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "environments").mkdir()
+    (tmp_path / "config").mkdir()
+    (tmp_path / "environments" / "fake.yaml").write_text(FAKE_PROFILE)
+    (tmp_path / "config" / "PIPER.md").write_text("# generic\nAvailable, relevant, private.\n")
+    monkeypatch.setenv("PIPER_ROOT", str(tmp_path))
+    monkeypatch.delenv("PIPER_ENV", raising=False)
+    return tmp_path
+
+
+def test_clean_exit_0(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert audit_piper_md.main([]) == 0
+    assert "audit: clean; 1 file(s) scanned" in capsys.readouterr().out
+
+
+def test_findings_exit_1_with_path_line_column_and_redaction(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (root / "config" / "PIPER.md.backup-20250101").write_text("x\nask (zquux) or Zanzibar\nQuuxley\n")
+    assert audit_piper_md.main([]) == 1
+    out = capsys.readouterr().out
+    assert "config/PIPER.md.backup-20250101:2:6: username-" in out and " z**** sha256:" in out
+    assert "config/PIPER.md.backup-20250101:2:16: name-" in out and " Z*************** " in out
+    assert "zquux" not in out and "Quuxley" not in out
+
+
+def test_json_and_sarif(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (root / "config" / "PIPER.md").write_text("zquux\n")
+    assert audit_piper_md.main(["--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["findings"][0]["match"] == "z****" and data["findings"][0]["line"] == 1
+    assert audit_piper_md.main(["--format", "sarif"]) == 1
+    sarif = json.loads(capsys.readouterr().out)
+    assert sarif["version"] == "2.1.0" and len(sarif["runs"][0]["results"]) == 1
+
+
+def test_allowlist_file_in_config(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (root / "config" / "PIPER.md").write_text("zquux\n")
+    audit_piper_md.main(["--format", "json"])
+    finding = json.loads(capsys.readouterr().out)["findings"][0]
+    (root / "config" / "audit-allowlist.yaml").write_text(
+        f"allow:\n  - rule: {finding['rule']}\n    sha256: {finding['sha256']}\n    reason: test\n")
+    assert audit_piper_md.main([]) == 0
+    assert "1 allowlisted" in capsys.readouterr().out
+
+
+def test_could_not_run_exit_2(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert audit_piper_md.main(["no/such/file.md"]) == 2
+    assert capsys.readouterr().err.startswith("error: no/such/file.md: no such file")
+    (root / "environments" / "fake.yaml").write_text(FAKE_PROFILE + "    - {term: '', kind: name}\n")
+    assert audit_piper_md.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: fake.yaml: audit.terms[2]") and err.count("\n") == 1
+    assert audit_piper_md.main(["--all", "x.md"]) == 2
+
+
+def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PIPER_ENV"} | {"PIPER_ROOT": str(root)}
+    return subprocess.run([sys.executable, str(CODE_ROOT / "scripts" / "audit_piper_md.py"), *args], cwd=root,
+                          env=env, capture_output=True, text=True)
+
+
+def test_subprocess_exit_codes(root: Path) -> None:
+    assert _run(root).returncode == 0
+    (root / "config" / "PIPER.md").write_text("call zquux\n")
+    result = _run(root, "--format", "json")
+    assert result.returncode == 1 and json.loads(result.stdout)["findings"][0]["column"] == 6
+    (root / "config" / "PIPER.md").unlink()
+    (root / "config" / "PIPER.md").mkdir()
+    result = _run(root)
+    assert result.returncode == 2 and result.stderr.startswith("error: config/PIPER.md: cannot be read")
+
+
+def test_subprocess_staged_as_the_pre_commit_hook_runs_it(root: Path) -> None:
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    (root / "config" / "PIPER.md").write_text("by Zanzibar Quuxley\n")
+    subprocess.run(["git", "add", "config/PIPER.md"], cwd=root, check=True)
+    hook = (CODE_ROOT / ".pre-commit-hooks.yaml").read_text()
+    assert "entry: python scripts/audit_piper_md.py --staged" in hook
+    result = _run(root, "--staged")
+    assert result.returncode == 1 and ":config/PIPER.md:1:4:" in result.stdout
