@@ -180,3 +180,40 @@ def create_user(c, username, env=None, email=None, display_name=None, debug=Fals
     """Create a user in an environment (same as scripts/create_test_alpha_user.py)."""
     _script_task("create_test_alpha_user", _flags(username=username, email=email, display_name=display_name,
                                                   env=env, debug=debug))
+
+
+@task(name="backup-config", help={
+    "dry_run": "show what would be written and removed; change nothing",
+    "list": "list the backups of config/PIPER.md with their dates and sizes",
+    "private": "write the backup to private/config-backups/ (git-ignored), for content the audit flags",
+    "env": "environment whose rotation policy to use (default: $PIPER_ENV, .env, else the built-in default)",
+    "debug": DEBUG_HELP,
+})
+def backup_config(c, dry_run=False, list=False, private=False, env=None, debug=False):
+    """Back up config/PIPER.md as PIPER.md.backup-YYYYMMDD and rotate old backups."""
+    _script_task("backup_config", _flags(dry_run=dry_run, list=list, private=private, env=env, debug=debug))
+
+
+@task(name="restore-config", help={
+    "date": "YYYYMMDD (that day's newest backup) or YYYYMMDD-HHMMSS; see backup-config --list",
+    "private": "keep the backup of the current file in private/config-backups/ (needed when the audit flags it)",
+    "env": "environment whose rotation policy to use (default: $PIPER_ENV, .env, else the built-in default)",
+    "debug": DEBUG_HELP,
+})
+def restore_config(c, date, private=False, env=None, debug=False):
+    """Restore config/PIPER.md from a dated backup, backing up the current file first."""
+    _script_task("restore_config", _flags(date=date, private=private, env=env, debug=debug))
+
+
+@task(name="audit-piper-md", help={
+    "all": "scan every git-tracked text file (except the profiles that define the rules)",
+    "history": "scan every past version of PIPER.md and its backups in git history",
+    "staged": "scan the staged content of PIPER.md and its backups (as the pre-commit hook does)",
+    "format": "output format: text, json or sarif",
+    "allowlist": "file of accepted findings (default: config/audit-allowlist.yaml)",
+    "debug": DEBUG_HELP,
+})
+def audit_piper_md(c, all=False, history=False, staged=False, format="text", allowlist=None, debug=False):
+    """Audit config/PIPER.md and its backups for personal data: exit 0 clean, 1 found, 2 could not run."""
+    _script_task("audit_piper_md", _flags(all=all, history=history, staged=staged, format=format,
+                                          allowlist=allowlist, debug=debug))
