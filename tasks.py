@@ -81,9 +81,9 @@ def setup(c, env=None, allow_branch_mismatch=False, data_file=None, debug=False)
 
     def _do() -> Any:
         profile, project = _selected(env)
-        return profile, environments.setup_environment(profile, project, allow_branch_mismatch=allow_branch_mismatch)
+        return profile, project, environments.setup_environment(profile, project, allow_branch_mismatch=allow_branch_mismatch)
 
-    profile, report = _edge(debug, _do)
+    profile, project, report = _edge(debug, _do)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if report.changes:
@@ -93,7 +93,9 @@ def setup(c, env=None, allow_branch_mismatch=False, data_file=None, debug=False)
     else:
         print(f"{report.environment}: the database is already in place; nothing changed")
     print(f"database: {report.location} (schema {report.revision})")
-    _edge(debug, lambda: environments.run_setup_steps(profile, _run_script, data_file))
+    skipped = _edge(debug, lambda: environments.run_setup_steps(profile, project, _run_script, data_file))
+    for step in skipped:
+        print(f"skipped optional step {step}; run setup with --data-file FILE to include it")
     print(f"next: `invoke status` to see every environment; `python scripts/create_test_alpha_user.py --username NAME` to add a user")
 
 
@@ -217,3 +219,62 @@ def audit_piper_md(c, all=False, history=False, staged=False, format="text", all
     """Audit config/PIPER.md and its backups for personal data: exit 0 clean, 1 found, 2 could not run."""
     _script_task("audit_piper_md", _flags(all=all, history=history, staged=staged, format=format,
                                           allowlist=allowlist, debug=debug))
+
+
+@task(name="migrate-personal-data", help={
+    "username": "the user whose data this is",
+    "data_file": "personal-data JSON file (default: the profile's personal_data.data_file)",
+    "skip_migration": "only verify that the user exists and print its id",
+    "dry_run": "show what would change; write nothing",
+    "env": ENV_HELP, "debug": DEBUG_HELP,
+})
+def migrate_personal_data(c, username, data_file=None, skip_migration=False, dry_run=False, env=None, debug=False):
+    """Deep-merge a personal-data file into a user's preferences (same as scripts/migrate_personal_data.py)."""
+    _script_task("migrate_personal_data", _flags(username=username, data_file=data_file, skip_migration=skip_migration,
+                                                 dry_run=dry_run, env=env, debug=debug))
+
+
+@task(name="export-user", help={
+    "username": "the user to export",
+    "keys": "comma-separated top-level preference keys to export (default: all)",
+    "output": "write to this file (mode 0600) instead of standard output",
+    "env": ENV_HELP, "debug": DEBUG_HELP,
+})
+def export_user(c, username, keys=None, output=None, env=None, debug=False):
+    """Export one user's data as checksummed JSON (same as scripts/export_user_data.py)."""
+    _script_task("export_user_data", _flags(username=username, keys=keys, output=output, env=env, debug=debug))
+
+
+@task(name="import-user", help={
+    "username": "the user to import (must match the document)",
+    "email": "the user's email in this environment (default: the document's)",
+    "data": "the export document, or - for standard input",
+    "merge": "on conflict, deep-merge the file into the existing data",
+    "replace": "on conflict, replace the existing data with the file's",
+    "yes": "do not ask for confirmation",
+    "dry_run": "only show what would change",
+    "env": ENV_HELP, "debug": DEBUG_HELP,
+})
+def import_user(c, username, data, email=None, merge=False, replace=False, yes=False, dry_run=False, env=None,
+                debug=False):
+    """Import a user's exported data, with consent (same as scripts/import_user_data.py)."""
+    _script_task("import_user_data", _flags(username=username, email=email, data=data, merge=merge, replace=replace,
+                                            yes=yes, dry_run=dry_run, env=env, debug=debug))
+
+
+@task(name="delete-user", help={
+    "username": "the user to delete", "yes": "do not ask for confirmation", "env": ENV_HELP, "debug": DEBUG_HELP,
+})
+def delete_user(c, username, yes=False, env=None, debug=False):
+    """Delete a user and all their data, exported first (same as scripts/delete_user.py)."""
+    _script_task("delete_user", _flags(username=username, yes=yes, env=env, debug=debug))
+
+
+@task(name="accept-invitation", help={
+    "token": "the token from the invitation email, or - to read it from standard input",
+    "password_stdin": "read the password from standard input (first line)",
+    "env": ENV_HELP, "debug": DEBUG_HELP,
+})
+def accept_invitation(c, token, password_stdin=False, env=None, debug=False):
+    """Set a production password with an invitation token (same as scripts/accept_invitation.py)."""
+    _script_task("accept_invitation", _flags(token=token, password_stdin=password_stdin, env=env, debug=debug))

@@ -11,7 +11,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # pragma: no cover - run as a file, not as a module
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.errors import PiperError  # noqa: E402
+from services.errors import PiperError, UsageError  # noqa: E402,F401
 from services.profiles import Profile, load_profile, profile_names  # noqa: E402
 from services.project import Project, current_project, select_environment  # noqa: E402
 
@@ -51,3 +51,19 @@ def run(cli: argparse.ArgumentParser, argv: Sequence[str] | None, body: Callable
     except KeyboardInterrupt:
         print("error: interrupted; nothing was changed by the step that was running", file=sys.stderr)
         return 1
+
+
+def confirm(question: str, *, yes: bool) -> None:
+    """Ask a yes/no question on the terminal (stderr); without a terminal, require --yes.
+
+    Raises ConfirmationRequired when the answer is not yes: nothing is changed then.
+    """
+    from services.errors import ConfirmationRequired
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ConfirmationRequired(f"{question.rstrip('?')}: no terminal to confirm on; pass --yes to proceed")
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise ConfirmationRequired("not confirmed; nothing was changed")

@@ -244,17 +244,32 @@ def _migrate_and_stamp(owner: connection.Target, profile: Profile, project: Proj
     return head
 
 
-def run_setup_steps(profile: Profile, run_step: StepRunner, data_file: str | None = None) -> None:
-    """Run the profile's setup steps in order through run_step(script, argv); stop at the first failure."""
-    values = {"username": profile.default_user.username, "email": profile.default_user.email,
-              "data_file": data_file or profile.personal_data.data_file or ""}
+def run_setup_steps(profile: Profile, project: Project, run_step: StepRunner, data_file: str | None = None) -> list[str]:
+    """Run the profile's setup steps in order through run_step(script, argv); stop at the first failure.
+
+    Return the optional steps that were skipped for want of a value (e.g. no data file).
+    """
+    import string
+
+    # A data file given at setup is relative to where the user stands; the profile's, to the project.
+    chosen = str(Path(data_file).resolve()) if data_file else ""
+    if not chosen and profile.personal_data.data_file:
+        chosen = str(project.root / profile.personal_data.data_file)
+    values = {"username": profile.default_user.username, "email": profile.default_user.email, "data_file": chosen}
+    skipped: list[str] = []
     for step in profile.setup_steps:
-        if any("{data_file}" in arg for arg in step.args) and not values["data_file"]:
+        needed = {name for arg in step.args for _, name, _, _ in string.Formatter().parse(arg) if name}
+        missing = sorted(name for name in needed if not values.get(name))
+        if missing and step.optional:
+            skipped.append(f"{step.script} (no {', '.join(missing)})")
+            continue
+        if missing:
             raise UsageError(f"environment {profile.name!r} needs a data file at setup; pass --data-file PATH")
         args = [arg.format(**values) for arg in step.args] + ["--env", profile.name]
         code = run_step(step.script, args)
         if code != 0:
             raise PiperError(f"setup step `{step.script} {' '.join(args)}` failed (exit {code}); fix it and run setup again")
+    return skipped
 
 
 @contextmanager

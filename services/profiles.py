@@ -48,8 +48,14 @@ class Database:
 
 @dataclass(frozen=True)
 class SetupStep:
+    """A script that `invoke setup` runs after migrating, with its arguments.
+
+    An optional step is skipped when a placeholder it uses has no value (say, no --data-file).
+    """
+
     script: str
     args: tuple[str, ...] = ()
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -273,6 +279,7 @@ _TYPES: dict[tuple[str, str], Any] = {
     ("Database", "sslrootcert"): "optional_str",
     ("SetupStep", "script"): str,
     ("SetupStep", "args"): ("list", str),
+    ("SetupStep", "optional"): bool,
     ("PersonalData", "data_file"): "optional_str",
     ("Rotation", "keep_last"): int,
     ("Rotation", "keep_daily"): int,

@@ -1,18 +1,53 @@
-"""Users of an environment's `alpha_users` table."""
+"""Users of an environment and their personal data: create, migrate, export, import, delete.
+
+Local environments keep users in `alpha_users`; the hosted production environment in `users`
+(ADR-040 "Migration Path"). Every write runs in one transaction together with its record in
+`user_data_events`, so a change and its record exist together or not at all.
+
+The personal-data paths use the driver directly rather than the ORM: a user's preferences may be
+megabytes of JSON, and these paths stay within a small factor of psql fetching the same row.
+"""
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
+from services import user_data
 from services.database import connection
-from services.errors import UsageError
+from services.errors import PiperError, UsageError
+from services.files import write_atomic
 from services.profiles import Profile
 from services.project import Project
 
+if TYPE_CHECKING:
+    import psycopg
+
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,62}$")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+
+#: Profile fields carried by an export, per table. password_hash never leaves the database.
+_FIELDS = {
+    "alpha_users": ("username", "email", "display_name", "is_active", "is_verified", "alpha_wave", "created_at", "notes"),
+    "users": ("username", "email", "display_name", "created_at"),
+}
+ImportMode = Literal["refuse", "merge", "replace"]
+
+
+class UserNotFound(UsageError):
+    """No such user in the environment; the message lists the users that exist."""
+
+
+class ImportConflict(PiperError):
+    """The user exists with other data and neither --merge nor --replace was chosen."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +58,52 @@ class UserResult:
     username: str
     email: str
     created: bool
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    """What migrate_personal_data did (or, with dry_run, would do)."""
+
+    user_id: uuid.UUID
+    username: str
+    source: str | None
+    checksum: str | None
+    changes: dict[str, list[str]]
+    applied: bool
+    already_applied_at: datetime | None = None
+
+    @property
+    def changed(self) -> bool:
+        return any(self.changes.values())
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """What an import will do; `apply_import` carries it out if nothing changed meanwhile."""
+
+    environment: str
+    table: str
+    username: str
+    email: str
+    action: Literal["create", "unchanged", "conflict", "merge", "replace"]
+    document: user_data.ExportDocument
+    preferences: dict[str, Any]
+    learning_data: Any
+    changes: dict[str, list[str]]
+    existing_version: datetime | None = None
+    fields_not_carried: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    user_id: uuid.UUID
+    action: str
+    invitation_file: Path | None = None
+
+
+def table_for(profile: Profile) -> str:
+    """Return the table that holds the environment's users."""
+    return "users" if profile.hosted else "alpha_users"
 
 
 def validate_username(username: str) -> str:
@@ -42,60 +123,340 @@ def validate_email(email: str) -> str:
     return email
 
 
-def create_user(profile: Profile, project: Project, username: str, email: str | None = None,
-                display_name: str | None = None) -> UserResult:
-    """Create the user in alpha_users, or return the existing one unchanged (idempotent).
+@contextmanager
+def user_data_connection(profile: Profile, project: Project) -> Iterator[psycopg.Connection]:
+    """Yield a connection, as the application role, inside one transaction, after checking the stamp.
 
-    An existing user with another email than the one asked for is an error, not a silent success.
-    """
-    validate_username(username)
-    if email is not None:
-        validate_email(email)
-    existing = _find_user_row(profile, project, username)
-    if existing is not None:
-        return _unchanged(profile, existing, username, email)
-    return _insert_user(profile, project, username, email or f"{username}@example.invalid", display_name)
-
-
-def _insert_user(profile: Profile, project: Project, username: str, email: str, display_name: str | None) -> UserResult:
-    from sqlalchemy import select
-    from sqlalchemy.dialects.postgresql import insert
-
-    from services.database.models import AlphaUser
-
-    with connection.session(profile, project) as db:
-        if db.scalars(select(AlphaUser.username).where(AlphaUser.email == email)).one_or_none() is not None:
-            raise UsageError(f"email {email!r} already belongs to another user in {profile.name}; use another email")
-        # ON CONFLICT: two setups running the same step at once both succeed, one of them unchanged.
-        new_id = db.scalars(
-            insert(AlphaUser).values(username=username, email=email, display_name=display_name)
-            .on_conflict_do_nothing(index_elements=[AlphaUser.username]).returning(AlphaUser.id)
-        ).one_or_none()
-        if new_id is not None:
-            return UserResult(new_id, username, email, created=True)
-        row = db.execute(select(AlphaUser.id, AlphaUser.username, AlphaUser.email).where(AlphaUser.username == username)).one()
-    return _unchanged(profile, (row[0], row[1], row[2]), username, email)
-
-
-def _find_user_row(profile: Profile, project: Project, username: str) -> tuple[uuid.UUID, str, str] | None:
-    """Return (id, username, email) of a user, through the driver alone.
-
-    Every `invoke setup` re-runs its create-user step; answering "already there" without loading
-    the ORM keeps a warm setup fast.
+    It commits when the block ends normally and rolls back when it raises.
     """
     from services import stamp
 
-    where = connection.target(profile, project, "app")
+    where = connection.target(profile, project, "owner" if profile.hosted else "app")
     with connection.connect(where) as conn:
         stamp.check_stamp(conn, profile.name, where.display())
-        row = conn.execute("SELECT id, username, email FROM alpha_users WHERE username = %s", (username,)).fetchone()
-    return (row[0], row[1], row[2]) if row else None
+        with conn.transaction():
+            yield conn
 
 
-def _unchanged(profile: Profile, row: tuple[uuid.UUID, str, str], username: str, email: str | None) -> UserResult:
+def list_usernames(conn: psycopg.Connection, table: str, limit: int = 50) -> list[str]:
+    """Return up to `limit` usernames of the table, sorted."""
+    from psycopg import sql
+
+    query = sql.SQL("SELECT username FROM {} ORDER BY username LIMIT %s").format(sql.Identifier(table))
+    return [row[0] for row in conn.execute(query, (limit,))]
+
+
+def create_user(profile: Profile, project: Project, username: str, email: str | None = None,
+                display_name: str | None = None) -> UserResult:
+    """Create the user, or return the existing one unchanged (idempotent).
+
+    An existing user with another email than the one asked for is an error, not a silent success.
+    Concurrent calls for the same user both succeed; one of them creates it.
+    """
+    from psycopg import sql
+
+    validate_username(username)
+    if email is not None:
+        validate_email(email)
+    table = sql.Identifier(table_for(profile))
+    with user_data_connection(profile, project) as conn:
+        row = conn.execute(sql.SQL("SELECT id, username, email FROM {} WHERE username = %s").format(table), (username,)).fetchone()
+        if row is None:
+            address = email or f"{username}@example.invalid"
+            if conn.execute(sql.SQL("SELECT 1 FROM {} WHERE email = %s").format(table), (address,)).fetchone():
+                raise UsageError(f"email {address!r} already belongs to another user in {profile.name}; use another email")
+            created = conn.execute(
+                sql.SQL("INSERT INTO {} (username, email, display_name) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (username) DO NOTHING RETURNING id").format(table),
+                (username, address, display_name),
+            ).fetchone()
+            if created is not None:
+                return UserResult(created[0], username, address, created=True)
+            row = conn.execute(sql.SQL("SELECT id, username, email FROM {} WHERE username = %s").format(table), (username,)).fetchone()
+    assert row is not None
     if email and row[2] != email:
         raise UsageError(
             f"user {username!r} already exists in {profile.name} with another email; "
             "choose another username or leave --email out"
         )
     return UserResult(row[0], row[1], row[2], created=False)
+
+
+def find_user_id(profile: Profile, project: Project, username: str) -> uuid.UUID:
+    """Return the user's id; raise UserNotFound listing the users that exist."""
+    with user_data_connection(profile, project) as conn:
+        return _user_row(conn, profile, username, "id")["id"]
+
+
+def migrate_personal_data(profile: Profile, project: Project, username: str, data_file: Path | None, *,
+                          dry_run: bool = False) -> MigrationResult:
+    """Deep-merge a personal-data file into the user's preferences, in one transaction.
+
+    Without data_file the profile's `personal_data.data_file` is used; with neither, refuse. A file
+    already applied to this user (same SHA-256) is not applied again, so re-running setup never
+    overwrites what the user has changed since.
+    """
+    from psycopg.types.json import Jsonb
+
+    validate_username(username)
+    path = data_file
+    if path is None:
+        if not profile.personal_data.data_file:
+            raise UsageError(
+                f"no data file given and environment {profile.name!r} names none "
+                f"(personal_data.data_file in {profile.source}); pass --data-file FILE or --skip-migration"
+            )
+        path = project.root / profile.personal_data.data_file
+    document = user_data.load_personal_data(path, username)
+    source = _display_path(path, project)
+    table = table_for(profile)
+    with user_data_connection(profile, project) as conn:
+        columns = "id, preferences, display_name" + (", learning_data" if table == "alpha_users" else "")
+        row = _user_row(conn, profile, username, columns, lock=not dry_run)
+        done = conn.execute(
+            "SELECT occurred_at FROM user_data_events WHERE event = 'migrate' AND user_id = %s AND checksum = %s "
+            "ORDER BY occurred_at DESC LIMIT 1", (row["id"], document.sha256)).fetchone()
+        if done is not None:
+            return MigrationResult(row["id"], username, source, document.sha256, _no_changes(), False, done[0])
+        preferences = user_data.deep_merge(row["preferences"], document.preferences)
+        changes = user_data.changed_keys(row["preferences"], preferences)
+        learning = row.get("learning_data")
+        if document.learning_data is not None and table == "alpha_users":
+            learning = user_data.deep_merge(learning or {}, document.learning_data)
+        display_name = document.display_name or row["display_name"]
+        if dry_run:
+            return MigrationResult(row["id"], username, source, document.sha256, changes, False)
+        from psycopg import sql
+
+        columns = [sql.SQL("preferences = %s"), sql.SQL("display_name = %s"), sql.SQL("updated_at = now()")]
+        values: list[Any] = [Jsonb(preferences), display_name]
+        if table == "alpha_users":
+            columns.append(sql.SQL("learning_data = %s"))
+            values.append(Jsonb(learning) if learning is not None else None)
+        conn.execute(sql.SQL("UPDATE {} SET {} WHERE id = %s").format(sql.Identifier(table), sql.SQL(", ").join(columns)),
+                     (*values, row["id"]))
+        record_event(conn, profile, "migrate", user_id=row["id"], username=username, source=source,
+                     checksum=document.sha256, details={"changes": changes})
+    return MigrationResult(row["id"], username, source, document.sha256, changes, True)
+
+
+def export_user(profile: Profile, project: Project, username: str, keys: list[str] | None = None) -> tuple[bytes, str]:
+    """Return one user's export document (bytes) and its checksum; the export is recorded."""
+    from services import migrations
+
+    validate_username(username)
+    table = table_for(profile)
+    fields = _FIELDS[table]
+    columns = ", ".join(("id", *fields, "preferences", *(("learning_data",) if table == "alpha_users" else ())))
+    with user_data_connection(profile, project) as conn:
+        row = _user_row(conn, profile, username, columns)
+        revision = migrations.current_revision(conn)
+        if keys is not None:
+            missing = [k for k in keys if k not in row["preferences"]]
+            if missing:
+                raise UsageError(
+                    f"user {username!r} has no preference key {missing[0]!r}; keys: {', '.join(sorted(row['preferences']))}"
+                )
+        user = {name: _jsonable(row[name]) for name in fields}
+        document, checksum = user_data.build_export(
+            environment=profile.name, database=profile.database.name, schema_revision=revision, user=user,
+            preferences=row["preferences"], learning_data=row.get("learning_data"), keys=keys)
+        record_event(conn, profile, "export", user_id=row["id"], username=username, checksum=checksum,
+                     details={"keys": keys, "bytes": len(document)})
+    return document, checksum
+
+
+def plan_import(profile: Profile, project: Project, raw: bytes, origin: str, username: str, email: str | None,
+                mode: ImportMode = "refuse") -> ImportPlan:
+    """Verify an export document and work out what importing it would change; write nothing."""
+    document = user_data.parse_export(raw, origin)
+    validate_username(username)
+    if document.user["username"] != username:
+        raise user_data.UserDataError(
+            f"{origin} holds user {document.user['username']!r}, not {username!r}; pass --username {document.user['username']}"
+        )
+    address = validate_email(email or document.user["email"])
+    table = table_for(profile)
+    not_carried = sorted(k for k in ("learning_data", "notes", "alpha_wave") if table == "users" and
+                         (document.learning_data if k == "learning_data" else document.user.get(k)) is not None)
+    with user_data_connection(profile, project) as conn:
+        from psycopg import sql
+
+        extra = ", learning_data" if table == "alpha_users" else ""
+        row = conn.execute(sql.SQL("SELECT id, email, display_name, preferences, updated_at" + extra +
+                                   " FROM {} WHERE username = %s").format(sql.Identifier(table)), (username,)).fetchone()
+        owner = conn.execute(sql.SQL("SELECT username FROM {} WHERE email = %s AND username <> %s").format(
+            sql.Identifier(table)), (address, username)).fetchone()
+    if owner is not None:
+        raise UsageError(f"email {address!r} already belongs to user {owner[0]!r} in {profile.name}; pass another --email")
+    incoming_learning = document.learning_data if table == "alpha_users" else None
+    if row is None:
+        return ImportPlan(profile.name, table, username, address, "create", document, document.preferences,
+                          incoming_learning, user_data.changed_keys({}, document.preferences), None, not_carried)
+    current_prefs, current_learning = row[3], (row[5] if table == "alpha_users" else None)
+    same = (row[1] == address and current_prefs == document.preferences
+            and (table == "users" or current_learning == incoming_learning)
+            and (document.user.get("display_name") in (None, row[2])))
+    if same:
+        return ImportPlan(profile.name, table, username, address, "unchanged", document, current_prefs,
+                          current_learning, user_data.changed_keys(current_prefs, current_prefs), row[4], not_carried)
+    if mode == "merge":
+        prefs = user_data.deep_merge(current_prefs, document.preferences)
+        learning = user_data.deep_merge(current_learning, incoming_learning) if incoming_learning is not None else current_learning
+    elif mode == "replace":
+        prefs, learning = document.preferences, incoming_learning
+    else:
+        prefs, learning = current_prefs, current_learning
+    action = mode if mode != "refuse" else "conflict"
+    return ImportPlan(profile.name, table, username, address, action, document, prefs, learning,  # type: ignore[arg-type]
+                      user_data.changed_keys(current_prefs, document.preferences if action == "conflict" else prefs),
+                      row[4], not_carried)
+
+
+def apply_import(profile: Profile, project: Project, plan: ImportPlan, *, outbox: Path | None = None) -> ImportResult:
+    """Carry out an import plan in one transaction, with its record (and, into production, an invitation).
+
+    Refuses when the user changed since the plan was made, so a confirmation always matches what is written.
+    """
+    from psycopg import sql
+    from psycopg.types.json import Jsonb
+
+    if plan.action == "conflict":
+        raise ImportConflict(
+            f"user {plan.username!r} already exists in {plan.environment} with other data; "
+            "pass --merge to merge the file into it, or --replace to overwrite it"
+        )
+    table = sql.Identifier(plan.table)
+    invitation: Path | None = None
+    with user_data_connection(profile, project) as conn:
+        row = conn.execute(sql.SQL("SELECT id, updated_at FROM {} WHERE username = %s FOR UPDATE").format(table),
+                           (plan.username,)).fetchone()
+        if (row[1] if row else None) != plan.existing_version:
+            raise ImportConflict(f"user {plan.username!r} changed in {plan.environment} while the import was prepared; run it again")
+        if plan.action == "unchanged":
+            assert row is not None
+            return ImportResult(row[0], "unchanged")
+        user = plan.document.user
+        if plan.action == "create":
+            names = ["username", "email", "display_name", "preferences"]
+            values: list[Any] = [plan.username, plan.email, user.get("display_name"), Jsonb(plan.preferences)]
+            if plan.table == "alpha_users":
+                names += ["is_active", "is_verified", "alpha_wave", "notes", "learning_data"]
+                values += [bool(user.get("is_active", True)), bool(user.get("is_verified", False)), user.get("alpha_wave"),
+                           user.get("notes"), Jsonb(plan.learning_data) if plan.learning_data is not None else None]
+            created = conn.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING id").format(
+                table, sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join(sql.Placeholder() * len(names))),
+                values).fetchone()
+            assert created is not None
+            user_id = created[0]
+            if profile.hosted:
+                from services import invitations
+
+                invitation = invitations.invite(conn, profile, project, user_id, plan.username, plan.email,
+                                                outbox=outbox, display_name=user.get("display_name"))
+        else:
+            assert row is not None
+            user_id = row[0]
+            sets = [sql.SQL("email = %s"), sql.SQL("preferences = %s"), sql.SQL("updated_at = now()")]
+            values = [plan.email, Jsonb(plan.preferences)]
+            if user.get("display_name") is not None:
+                sets.append(sql.SQL("display_name = %s"))
+                values.append(user["display_name"])
+            if plan.table == "alpha_users":
+                sets.append(sql.SQL("learning_data = %s"))
+                values.append(Jsonb(plan.learning_data) if plan.learning_data is not None else None)
+            conn.execute(sql.SQL("UPDATE {} SET {} WHERE id = %s").format(table, sql.SQL(", ").join(sets)), (*values, user_id))
+        record_event(conn, profile, "import", user_id=user_id, username=plan.username,
+                     source_environment=plan.document.source_environment, checksum=plan.document.checksum,
+                     details={"action": plan.action, "changes": plan.changes, "exported_at": plan.document.exported_at})
+    return ImportResult(user_id, plan.action, invitation)
+
+
+def delete_user(profile: Profile, project: Project, username: str, *, confirmed: bool) -> tuple[Path, str]:
+    """Export the user to the git-ignored private folder, then delete them; return (export path, checksum).
+
+    The export is written (atomically, 0600) before anything is deleted, so an import of that file
+    undoes the deletion. The record of the deletion keeps the user's id and a hash of the name only.
+    """
+    from psycopg import sql
+
+    if not confirmed:
+        from services.errors import ConfirmationRequired
+
+        raise ConfirmationRequired(f"deleting {username!r} from {profile.name} removes all their data; confirm, or pass --yes")
+    document, checksum = export_user(profile, project, username)
+    folder = project.root / "private" / "deleted-users" / profile.name
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(project.root / "private", 0o700)
+    stamp_ = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = folder / f"{username}-{stamp_}.json"
+    write_atomic(path, document, mode=0o600)
+    with user_data_connection(profile, project) as conn:
+        row = _user_row(conn, profile, username, "id", lock=True)
+        conn.execute(sql.SQL("DELETE FROM {} WHERE id = %s").format(sql.Identifier(table_for(profile))), (row["id"],))
+        conn.execute("UPDATE user_data_events SET username = NULL, username_sha256 = %s WHERE user_id = %s",
+                     (user_data.sha256_hex(username.encode()), row["id"]))
+        record_event(conn, profile, "delete", user_id=row["id"], username=None, checksum=checksum,
+                     username_sha256=user_data.sha256_hex(username.encode()))
+    return path, checksum
+
+
+def record_event(conn: psycopg.Connection, profile: Profile, event: str, *, user_id: uuid.UUID | None,
+                 username: str | None, source: str | None = None, source_environment: str | None = None,
+                 checksum: str | None = None, details: dict[str, Any] | None = None,
+                 username_sha256: str | None = None) -> None:
+    """Record a move of personal data (inside the caller's transaction): who, when, where, checksum."""
+    from psycopg.types.json import Jsonb
+
+    conn.execute(
+        "INSERT INTO user_data_events (event, environment, user_id, username, username_sha256, actor, "
+        "source_environment, source, checksum, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (event, profile.name, user_id, username, username_sha256, _actor(), source_environment, source, checksum,
+         Jsonb(details or {})),
+    )
+
+
+def _user_row(conn: psycopg.Connection, profile: Profile, username: str, columns: str, *, lock: bool = False) -> dict[str, Any]:
+    from psycopg import sql
+    from psycopg.rows import dict_row
+
+    table = table_for(profile)
+    query = sql.SQL("SELECT " + columns + " FROM {} WHERE username = %s" + (" FOR UPDATE" if lock else "")).format(
+        sql.Identifier(table))
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(query, (username,)).fetchone()
+    if row is None:
+        known = list_usernames(conn, table)
+        listing = ", ".join(known) if known else "none yet"
+        raise UserNotFound(f"no user {username!r} in environment {profile.name}; users: {listing}")
+    return row
+
+
+def _actor() -> str:
+    try:
+        return getpass.getuser()[:64]
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+def _display_path(path: Path, project: Project) -> str:
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(project.root))
+    except ValueError:
+        return resolved.name
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _no_changes() -> dict[str, list[str]]:
+    return {"added": [], "changed": [], "removed": []}
+
+
+def dumps_summary(changes: dict[str, list[str]]) -> str:
+    """Return a one-line summary of changed top-level keys, e.g. `added: a, b; changed: c`."""
+    parts = [f"{kind}: {', '.join(keys)}" for kind, keys in changes.items() if keys]
+    return "; ".join(parts) if parts else "no changes"
+

@@ -7,6 +7,7 @@ in and moved to free ports, and every server it starts is removed at the end of 
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -66,6 +67,11 @@ def make_project(root: Path, edits: dict[str, dict] | None = None) -> Project:
         (root / "environments" / source.name).write_text(yaml.safe_dump(data, sort_keys=False))
     if (REPO / "config").is_dir():
         shutil.copytree(REPO / "config", root / "config", dirs_exist_ok=True)
+    # dev's setup migrates the PM's personal data from a git-ignored file: here, a fake one.
+    (root / "private").mkdir(mode=0o700, exist_ok=True)
+    (root / "private" / "dev_user_data.json").write_text(json.dumps({
+        "piper_personal_data": 1, "username": "xian", "display_name": "Fake Dev Person",
+        "preferences": {"tone": "fake-dev-tone", "projects": ["fake-project-one"]}}))
     project = Project(root.resolve())
     _STARTED.append(project)
     return project
@@ -78,13 +84,13 @@ def run_script_step(name: str, argv: list[str]) -> int:
     return int(importlib.import_module(f"scripts.{name}").main(argv))
 
 
-def set_up(profile: Profile, project: Project, monkeypatch: pytest.MonkeyPatch | None = None) -> environments.SetupReport:
+def set_up(profile: Profile, project: Project, data_file: str | None = None) -> environments.SetupReport:
     """Run `invoke setup`'s two halves for a profile in a temporary project."""
     old = os.environ.get("PIPER_ROOT")
     os.environ["PIPER_ROOT"] = str(project.root)
     try:
         report = environments.setup_environment(profile, project)
-        environments.run_setup_steps(profile, run_script_step)
+        environments.run_setup_steps(profile, project, run_script_step, data_file)
     finally:
         if old is None:
             os.environ.pop("PIPER_ROOT", None)

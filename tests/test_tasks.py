@@ -13,8 +13,8 @@ from services.profiles import load_profile
 from services.project import Project
 from tests.conftest import INVOKE, REPO, cli_env, run_cli
 
-TASKS = ["audit-piper-md", "backup-config", "create-user", "db-start", "db-stop", "restore-config", "setup", "status",
-         "teardown"]
+TASKS = ["accept-invitation", "audit-piper-md", "backup-config", "create-user", "db-start", "db-stop", "delete-user",
+         "export-user", "import-user", "migrate-personal-data", "restore-config", "setup", "status", "teardown"]
 
 
 def test_invoke_list_shows_every_task_with_help_and_loads_no_database_code() -> None:

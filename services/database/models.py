@@ -9,7 +9,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from sqlalchemy import Boolean, DateTime, MetaData, String, Text, func, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    MetaData,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -68,3 +80,64 @@ class AlphaUser(Base):
     preferences: Mapped[json_object]
     learning_data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     notes: Mapped[str | None] = mapped_column(Text)
+
+
+class User(Base):
+    """A user of the hosted production environment (ADR-040 "Migration Path: Alpha → Production").
+
+    Rows arrive only through an explicit, consented import; the password is set by the user
+    through a single-use invitation.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[uuid_pk]
+    username: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    email: Mapped[str] = mapped_column(String(254), unique=True, nullable=False)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    preferences: Mapped[json_object]
+    created_at: Mapped[created_at]
+    updated_at: Mapped[updated_at]
+
+
+class UserInvitation(Base):
+    """A single-use, expiring invitation to set a production password; only its hash is stored."""
+
+    __tablename__ = "user_invitations"
+
+    id: Mapped[uuid_pk]
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    created_at: Mapped[created_at]
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class UserDataEvent(Base):
+    """The record of every move of personal data: migrations, exports, imports, deletions.
+
+    It holds who, when, from where and a checksum; never the personal data itself. A deletion
+    keeps only the user's id and a hash of the username.
+    """
+
+    __tablename__ = "user_data_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    occurred_at: Mapped[created_at]
+    event: Mapped[str] = mapped_column(String(16), nullable=False)
+    environment: Mapped[str] = mapped_column(String(32), nullable=False)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    username: Mapped[str | None] = mapped_column(String(64), index=True)
+    username_sha256: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(64), nullable=False)
+    source_environment: Mapped[str | None] = mapped_column(String(32))
+    source: Mapped[str | None] = mapped_column(Text)
+    checksum: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[json_object]
+
+    __table_args__ = (
+        CheckConstraint("event IN ('migrate', 'export', 'import', 'delete', 'invite', 'accept')", name="event"),
+    )

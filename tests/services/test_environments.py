@@ -13,7 +13,11 @@ from services.database import connection
 from services.errors import ConfirmationRequired, EnvironmentMismatchError, PiperError, UsageError
 from services.profiles import load_profile
 from services.project import Project
+from services import migrations
+from services.project import CODE_ROOT
 from tests.conftest import make_project, remove_servers, set_up
+
+HEAD = migrations.head_revision(Project(CODE_ROOT))
 
 
 def _query(profile, project, sql: str, role: str = "owner"):
@@ -24,7 +28,7 @@ def _query(profile, project, sql: str, role: str = "owner"):
 def test_setup_creates_a_migrated_stamped_database_with_its_default_user(alpha_env) -> None:
     profile, project = alpha_env
     assert _query(profile, project, "SELECT value FROM piper_metadata WHERE key = 'environment'") == [("alpha",)]
-    assert _query(profile, project, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert _query(profile, project, "SELECT version_num FROM alembic_version") == [(HEAD,)]
     assert _query(profile, project, "SELECT username, email FROM alpha_users WHERE username = 'alfy'") == [
         ("alfy", "alfy@example.invalid")
     ]
@@ -166,7 +170,7 @@ def test_status_reports_every_environment(alpha_env) -> None:
     alpha = rows["alpha"]
     users = _query(profile, project, "SELECT count(*) FROM alpha_users")[0][0]
     assert users >= 1
-    assert (alpha.running, alpha.stamp, alpha.revision, alpha.head, alpha.users) == (True, "alpha", "0001", "0001", users)
+    assert (alpha.running, alpha.stamp, alpha.revision, alpha.head, alpha.users) == (True, "alpha", HEAD, HEAD, users)
     assert alpha.selected and alpha.branch_expected == "production"
     assert not rows["dev"].initialized and not rows["dev"].running
     assert rows["production"].server == "hosted" and "PIPER_PRODUCTION_DATABASE_URL" in (rows["production"].problem or "")

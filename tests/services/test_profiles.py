@@ -54,7 +54,7 @@ def _valid() -> dict:
         (lambda d: d["database"].update(listen_addresses="0.0.0.0"), "'database.listen_addresses' must be loopback"),
         (lambda d: d["database"].update(data_dir="/var/tmp/x"), "'database.data_dir' must be a path inside"),
         (lambda d: d.update(name="beta"), "'name' must be 'alpha'"),
-        (lambda d: d["setup_steps"].append({"script": "no_such_script"}), "'setup_steps[1].script' names no script"),
+        (lambda d: d["setup_steps"].insert(0, {"script": "no_such_script"}), "'setup_steps[0].script' names no script"),
         (lambda d: d["setup_steps"][0].update(args=["{password}"]), "unknown placeholder {password}"),
         (lambda d: d["default_user"].update(email="not-an-email"), "'default_user.email' must be an email"),
         (lambda d: d.update(setup_steps={"script": "x"}), "'setup_steps' must be a list"),

@@ -1,0 +1,42 @@
+"""Delete one user and all their data from an environment, after exporting it (ADR-040).
+
+    python scripts/delete_user.py --username tester123 [--yes]
+
+The user is first exported to private/deleted-users/<env>/ (git-ignored, 0600), so an import of
+that file undoes the deletion. The deletion is recorded without the personal data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts import _cli  # noqa: E402
+from services import users  # noqa: E402
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Delete the user after confirmation; return the exit code."""
+    cli = _cli.parser("Delete a user and all their data (exported first to private/deleted-users/).")
+    cli.add_argument("--username", required=True, help="the user to delete")
+    cli.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    return _cli.run(cli, argv, _delete)
+
+
+def _delete(args: argparse.Namespace) -> int:
+    profile, project = _cli.selected_profile(args.env)
+    users.find_user_id(profile, project, args.username)  # an unknown user fails before the question
+    _cli.confirm(f"Delete {args.username} and all of their data from {profile.name}?", yes=args.yes)
+    path, checksum = users.delete_user(profile, project, args.username, confirmed=True)
+    print(f"deleted {args.username} from {profile.name}; their data was exported first to {path} "
+          f"(sha256 {checksum[:12]}); import that file to undo")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Export one user's data as a versioned, self-describing JSON document (ADR-040).
+
+    python scripts/export_user_data.py --username alfy > alfy_data.json
+    python scripts/export_user_data.py --username alfy --keys tone,projects --output alfy_data.json
+
+The document goes to standard output (or --output); messages go to standard error. It holds
+personal data: keep it out of git (private/ is ignored) and delete it once imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts import _cli  # noqa: E402
+from services import users  # noqa: E402
+from services.files import write_atomic  # noqa: E402
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the user's export document; return the exit code."""
+    cli = _cli.parser("Export one user's profile and preferences as a checksummed JSON document.")
+    cli.add_argument("--username", required=True, help="the user to export")
+    cli.add_argument("--keys", help="comma-separated top-level preference keys to export (default: all)")
+    cli.add_argument("--output", type=Path, help="write to this file (mode 0600) instead of standard output")
+    return _cli.run(cli, argv, _export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    profile, project = _cli.selected_profile(args.env)
+    keys = [k.strip() for k in args.keys.split(",") if k.strip()] if args.keys else None
+    if args.keys is not None and not keys:
+        raise _cli.UsageError("--keys names no key; pass e.g. --keys tone,projects")
+    if args.output is None and sys.stdout.isatty():
+        raise _cli.UsageError("the export holds personal data; redirect it to a file (> FILE) or pass --output FILE")
+    document, checksum = users.export_user(profile, project, args.username, keys)
+    if args.output is not None:
+        write_atomic(args.output, document, mode=0o600)
+        where = str(args.output)
+    else:
+        sys.stdout.buffer.write(document)
+        sys.stdout.buffer.flush()
+        where = "standard output"
+    print(f"exported {args.username} from {profile.name} to {where} ({len(document)} bytes, sha256 {checksum})",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

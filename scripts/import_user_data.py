@@ -1,0 +1,89 @@
+"""Import one user's exported data into this environment, with consent (ADR-040).
+
+    python scripts/import_user_data.py --username alfy --email alfy@example.com --data alfy_data.json
+    python scripts/import_user_data.py --username alfy --data alfy_data.json --merge --yes
+
+Verifies the document's format and checksum, shows what will change and asks before writing.
+An existing user with other data is a conflict: refused unless --merge or --replace.
+Into production, the user is created without a password and an invitation is written to outbox/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts import _cli  # noqa: E402
+from services import users  # noqa: E402
+
+_ACTIONS = {
+    "create": "create user {username} ({email})",
+    "unchanged": "nothing: {username} already holds exactly this data",
+    "conflict": "refuse: {username} already exists with other data",
+    "merge": "merge the file into {username}'s data (the file wins where both hold a value)",
+    "replace": "replace {username}'s data with the file's",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Import the document after confirmation; return the exit code."""
+    cli = _cli.parser("Import a user's exported data into the selected environment.")
+    cli.add_argument("--username", required=True, help="the user to import (must match the document)")
+    cli.add_argument("--email", help="the user's email in this environment (default: the document's)")
+    cli.add_argument("--data", required=True, help="the export document, or - for standard input")
+    mode = cli.add_mutually_exclusive_group()
+    mode.add_argument("--merge", action="store_true", help="on conflict, deep-merge the file into the existing data")
+    mode.add_argument("--replace", action="store_true", help="on conflict, replace the existing data with the file's")
+    cli.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    cli.add_argument("--dry-run", action="store_true", help="only show what would change")
+    return _cli.run(cli, argv, _import)
+
+
+def _import(args: argparse.Namespace) -> int:
+    profile, project = _cli.selected_profile(args.env)
+    raw, origin = _read(args.data)
+    mode = "merge" if args.merge else "replace" if args.replace else "refuse"
+    plan = users.plan_import(profile, project, raw, origin, args.username, args.email, mode)  # type: ignore[arg-type]
+    doc = plan.document
+    print(f"import {plan.username} into {profile.name} from {origin} (exported from {doc.source_environment or '?'} "
+          f"at {doc.exported_at or '?'}, sha256 {doc.checksum[:12]}):", file=sys.stderr)
+    print(f"  action: {_ACTIONS[plan.action].format(username=plan.username, email=plan.email)}", file=sys.stderr)
+    print(f"  preferences: {users.dumps_summary(plan.changes)}", file=sys.stderr)
+    if plan.fields_not_carried:
+        print(f"  not carried into {plan.table}: {', '.join(plan.fields_not_carried)} (they stay in {origin})", file=sys.stderr)
+    if plan.action == "unchanged":
+        print(f"{plan.username} in {profile.name} already holds this data; nothing changed")
+        return 0
+    if args.dry_run:
+        if plan.action == "conflict":
+            users.apply_import(profile, project, plan)  # raises the conflict, with its fix
+        print("dry run: nothing was written")
+        return 0
+    if plan.action != "conflict":
+        _cli.confirm(f"Import {plan.username} into {profile.name}?", yes=args.yes)
+    result = users.apply_import(profile, project, plan)
+    print(f"imported {plan.username} into {profile.name} ({result.action}): id {result.user_id}")
+    if result.invitation_file is not None:
+        print(f"invitation for {plan.email} written to {result.invitation_file}; send it to the user "
+              "(it holds a single-use token)")
+    return 0
+
+
+def _read(data: str) -> tuple[bytes, str]:
+    if data == "-":
+        return sys.stdin.buffer.read(), "standard input"
+    try:
+        return Path(data).read_bytes(), data
+    except FileNotFoundError:
+        raise _cli.UsageError(f"{data} does not exist; pass the file written by export_user_data.py") from None
+    except OSError as exc:
+        raise _cli.UsageError(f"{data} cannot be read ({exc.strerror}); check the path") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Personal-data documents: the migration data file and the export format, and how they merge.
+
+Nothing here touches a database. Two documents are defined:
+
+* the personal-data file that `migrate_personal_data.py --data-file` reads::
+
+      {"piper_personal_data": 1, "username": "xian",
+       "preferences": {...}, "display_name": "...", "learning_data": {...}}
+
+  `piper_personal_data`, `username` and `preferences` are required; `display_name` and
+  `learning_data` are optional; any other key is an error. The file names its owner, so a run
+  for one user can never receive another user's data.
+
+* the export document that `export_user_data.py` writes and `import_user_data.py` reads::
+
+      {"format": "piper-user-export", "format_version": 1, "exported_at": "...",
+       "source": {"environment": "alpha", "database": "piper_alpha", "schema_revision": "0002"},
+       "payload": {"user": {...}, "preferences": {...}, "learning_data": ..., "keys": null},
+       "checksum": {"algorithm": "sha256", "value": "<hex>"}}
+
+  The checksum is the SHA-256 of the payload's canonical JSON (sorted keys, no spaces, UTF-8).
+
+Merging is a deep merge: where both sides hold an object, keys merge recursively; anywhere else
+the incoming value wins (lists are replaced, not concatenated; null is a value, not a deletion).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from services.errors import UsageError
+
+FORMAT = "piper-user-export"
+FORMAT_VERSION = 1
+DATA_FILE_VERSION = 1
+#: jsonb nests at most this deep in practice; deeper input is refused with a clear error.
+MAX_DEPTH = 200
+
+_DATA_FILE_KEYS = {"piper_personal_data", "username", "preferences", "display_name", "learning_data"}
+
+
+class UserDataError(UsageError):
+    """A personal-data document is malformed, tampered with, or meant for someone else."""
+
+
+@dataclass(frozen=True)
+class PersonalDataFile:
+    """A validated personal-data file and the SHA-256 of its bytes."""
+
+    path: Path
+    username: str
+    preferences: dict[str, Any]
+    display_name: str | None
+    learning_data: dict[str, Any] | None
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ExportDocument:
+    """A verified export: where it came from and the user it carries."""
+
+    exported_at: str
+    source_environment: str
+    source_database: str
+    schema_revision: str | None
+    user: dict[str, Any]
+    preferences: dict[str, Any]
+    learning_data: Any
+    keys: list[str] | None
+    checksum: str
+
+
+def deep_merge(base: Any, incoming: Any) -> Any:
+    """Return base with incoming merged in (neither argument is modified); incoming wins."""
+    if not isinstance(base, dict) or not isinstance(incoming, dict):
+        return incoming
+    merged = dict(base)
+    for key, value in incoming.items():
+        merged[key] = deep_merge(base[key], value) if key in base else value
+    return merged
+
+
+def canonical_json(value: Any) -> bytes:
+    """Return value as canonical JSON bytes: sorted keys, no insignificant space, UTF-8."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
+    except ValueError:
+        raise UserDataError("the data holds a number that JSON cannot represent (NaN or infinity); fix the data") from None
+
+
+def sha256_hex(data: bytes) -> str:
+    """Return the hexadecimal SHA-256 of data."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_storable(value: Any, where: str = "$") -> None:
+    """Refuse what PostgreSQL's jsonb cannot store: NUL characters, non-finite numbers, deep nesting.
+
+    The error names the JSON path of the first bad value, e.g. `$.preferences.notes[3]`.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise UserDataError(f"{path} nests deeper than {MAX_DEPTH} levels; flatten the data")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    raise UserDataError(f"{path} has a key with a NUL character, which PostgreSQL cannot store; remove it")
+                stack.append((child, f"{path}.{_path_key(key)}", depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise UserDataError(f"{path} holds a NUL character, which PostgreSQL cannot store; remove it")
+        elif isinstance(item, float) and (item != item or item in (float("inf"), float("-inf"))):
+            raise UserDataError(f"{path} is not a finite number; fix the data")
+
+
+def load_personal_data(path: Path, username: str) -> PersonalDataFile:
+    """Read and validate a personal-data file meant for username."""
+    raw = _read(path)
+    document = _parse_json(raw, path)
+    if not isinstance(document, dict):
+        raise UserDataError(f"{path}: $ must be a JSON object with piper_personal_data, username and preferences")
+    for key in document:
+        if key not in _DATA_FILE_KEYS:
+            raise UserDataError(f"{path}: $.{_path_key(key)} is not a known field; known: {', '.join(sorted(_DATA_FILE_KEYS))}")
+    version = document.get("piper_personal_data")
+    if version != DATA_FILE_VERSION:
+        raise UserDataError(f"{path}: $.piper_personal_data must be {DATA_FILE_VERSION}, not {version!r}; is this a personal-data file?")
+    owner = document.get("username")
+    if not isinstance(owner, str):
+        raise UserDataError(f"{path}: $.username must be a string naming the user the data belongs to")
+    if owner != username:
+        raise UserDataError(f"{path} holds the data of user {owner!r}, not {username!r}; pass the file meant for {username!r}")
+    preferences = document.get("preferences")
+    if not isinstance(preferences, dict):
+        raise UserDataError(f"{path}: $.preferences must be a JSON object")
+    display_name = document.get("display_name")
+    if display_name is not None and not isinstance(display_name, str):
+        raise UserDataError(f"{path}: $.display_name must be a string")
+    learning_data = document.get("learning_data")
+    if learning_data is not None and not isinstance(learning_data, dict):
+        raise UserDataError(f"{path}: $.learning_data must be a JSON object")
+    check_storable(preferences, "$.preferences")
+    check_storable(learning_data, "$.learning_data")
+    return PersonalDataFile(path, owner, preferences, display_name, learning_data, sha256_hex(raw))
+
+
+def build_export(*, environment: str, database: str, schema_revision: str | None, user: dict[str, Any],
+                 preferences: dict[str, Any], learning_data: Any, keys: list[str] | None) -> tuple[bytes, str]:
+    """Return the export document (bytes) and the checksum of its payload."""
+    if keys is not None:
+        preferences = {key: preferences[key] for key in keys if key in preferences}
+    payload = {"user": user, "preferences": preferences, "learning_data": learning_data, "keys": keys}
+    body = canonical_json(payload)
+    checksum = sha256_hex(body)
+    envelope = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": {"environment": environment, "database": database, "schema_revision": schema_revision},
+    }
+    head = json.dumps(envelope, ensure_ascii=False, indent=1)[:-2]  # drop the closing "\n}"
+    tail = json.dumps({"algorithm": "sha256", "value": checksum})
+    # The payload is embedded as the very bytes that were hashed: one serialisation of 10 MB, not two.
+    document = head.encode("utf-8") + b',\n "payload": ' + body + b',\n "checksum": ' + tail.encode() + b"\n}\n"
+    return document, checksum
+
+
+def parse_export(raw: bytes, origin: str) -> ExportDocument:
+    """Verify an export document's format, version and checksum, and return what it carries."""
+    document = _parse_json(raw, origin)
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise UserDataError(f"{origin} is not a piper-ops user export (no \"format\": \"{FORMAT}\"); pass a file made by export_user_data.py")
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise UserDataError(f"{origin} has format_version {version!r}; this piper-ops reads version {FORMAT_VERSION}")
+    payload, checksum, source = document.get("payload"), document.get("checksum"), document.get("source")
+    if not isinstance(payload, dict) or not isinstance(checksum, dict) or not isinstance(source, dict):
+        raise UserDataError(f"{origin} lacks its payload, checksum or source; export the user again")
+    if checksum.get("algorithm") != "sha256" or not isinstance(checksum.get("value"), str):
+        raise UserDataError(f"{origin}: $.checksum must be a sha256 value; export the user again")
+    actual = sha256_hex(canonical_json(payload))
+    if actual != checksum["value"]:
+        raise UserDataError(f"{origin} does not match its checksum: it was changed or damaged after export; export the user again")
+    user, preferences = payload.get("user"), payload.get("preferences")
+    if not isinstance(user, dict) or not isinstance(user.get("username"), str) or not isinstance(user.get("email"), str):
+        raise UserDataError(f"{origin}: $.payload.user must hold a username and an email")
+    if not isinstance(preferences, dict):
+        raise UserDataError(f"{origin}: $.payload.preferences must be a JSON object")
+    check_storable(preferences, "$.payload.preferences")
+    check_storable(payload.get("learning_data"), "$.payload.learning_data")
+    keys = payload.get("keys")
+    return ExportDocument(
+        exported_at=str(document.get("exported_at", "")),
+        source_environment=str(source.get("environment", "")),
+        source_database=str(source.get("database", "")),
+        schema_revision=source.get("schema_revision"),
+        user=user,
+        preferences=preferences,
+        learning_data=payload.get("learning_data"),
+        keys=list(keys) if isinstance(keys, list) else None,
+        checksum=actual,
+    )
+
+
+def changed_keys(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[str]]:
+    """Return the top-level preference keys added, changed and removed between two versions."""
+    return {
+        "added": sorted(k for k in after if k not in before),
+        "changed": sorted(k for k in after if k in before and before[k] != after[k]),
+        "removed": sorted(k for k in before if k not in after),
+    }
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UserDataError(f"{path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise UserDataError(f"{path} is a directory, not a JSON file") from None
+    except PermissionError:
+        raise UserDataError(f"{path} cannot be read (permission denied); check its permissions") from None
+
+
+def _parse_json(raw: bytes, origin: object) -> Any:
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise UserDataError(f"{origin} is not UTF-8 text; save it as UTF-8 JSON") from None
+    except json.JSONDecodeError as exc:
+        hint = " (the file looks cut short)" if exc.pos >= len(raw.rstrip()) else ""
+        raise UserDataError(f"{origin} is not valid JSON at line {exc.lineno} column {exc.colno}{hint}; fix or re-create it") from None
+    except RecursionError:
+        raise UserDataError(f"{origin} nests too deeply to read; flatten the data") from None
+
+
+def _path_key(key: str) -> str:
+    return key if key.isidentifier() else json.dumps(key, ensure_ascii=False)
