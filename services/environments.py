@@ -9,6 +9,7 @@ run changes nothing.
 from __future__ import annotations
 
 import logging
+import os
 import secrets as token_source
 import threading
 from collections.abc import Callable, Iterator
@@ -305,28 +306,50 @@ def stop_environment(profile: Profile, project: Project) -> bool:
         return cluster.stop(cluster.locate(profile, project))
 
 
-def teardown_environment(profile: Profile, project: Project, *, confirmed: bool) -> Path:
-    """Stop the server, delete its data and forget its secrets; return the data directory removed."""
+@dataclass(frozen=True)
+class TeardownResult:
+    data_dir: Path
+    backup: Path | None
+
+
+def teardown_environment(profile: Profile, project: Project, *, confirmed: bool) -> TeardownResult:
+    """Back up the database, then stop the server, delete its data and forget its secrets.
+
+    The backup comes first and must succeed: a failed backup leaves everything as it was.
+    """
     if profile.protected:
         raise PiperError(f"environment {profile.name!r} is protected (protected: true in {profile.source}); it cannot be torn down")
     if not confirmed:
         raise ConfirmationRequired(f"tearing down {profile.name!r} deletes its database; confirm, or pass --yes")
+    from services import db_backups
+
     with environment_lock(profile, project):
-        server = cluster.locate(profile, project)
+        server = cluster.locate(profile, project, prepare=True)
+        backup = None
+        if cluster.state(server).initialized:
+            cluster.start(server, config_file=profile.source)
+            if _database_exists(profile, project, server):
+                backup = db_backups.backup_database(profile, project, server)
         cluster.remove(server)
         changes: dict[str, str | None] = {connection.password_key(profile.name, r): None for r in ("admin", "owner", "app")}
         if envfile.read(project.env_file).get(ENV_VARIABLE) == profile.name:
             changes[ENV_VARIABLE] = None
         if project.env_file.exists():
             envfile.update(project.env_file, changes)
-    return server.project_data_dir
+    return TeardownResult(server.project_data_dir, backup)
+
+
+def _database_exists(profile: Profile, project: Project, server: cluster.Server) -> bool:
+    admin = connection.target(profile, project, "admin", dbname="postgres", socket_dir=str(server.socket_dir))
+    with connection.connect(admin) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (profile.database.name,)).fetchone() is not None
 
 
 def environment_statuses(project: Project, selected: str | None = None) -> list[EnvironmentStatus]:
     """Return the status of every environment of the project."""
     head = migrations.head_revision(project)
     branch = gitinfo.current_branch(project.root)
-    selected = selected or envfile.read(project.env_file).get(ENV_VARIABLE)
+    selected = selected or os.environ.get(ENV_VARIABLE) or envfile.read(project.env_file).get(ENV_VARIABLE)
     return [_status(p, project, head, branch, selected) for p in load_profiles(project)]
 
 

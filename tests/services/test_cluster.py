@@ -112,6 +112,9 @@ def test_a_reused_pid_is_never_signalled(project: Project) -> None:
         assert cluster.stop(server) is False
         assert bystander.poll() is None
         pid_file.write_text("\n".join(lines) + "\n")
+        # The socket's lock file too, as a killed server whose zombie was not yet reaped leaves it.
+        socket_lock = server.socket_dir / f".s.PGSQL.{server.port}.lock"
+        socket_lock.write_text("\n".join(lines[:5]) + "\n")
         started = cluster.start(server, config_file=profile.source)
         assert started.running and started.pid != bystander.pid
         assert bystander.poll() is None, "the process that reused the PID was killed"

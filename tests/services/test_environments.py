@@ -105,9 +105,20 @@ def test_teardown_refuses_protected_and_unconfirmed_then_removes_everything(proj
     with pytest.raises(ConfirmationRequired):
         environments.teardown_environment(profile, project, confirmed=False)
     assert cluster.state(server).running
-    removed = environments.teardown_environment(profile, project, confirmed=True)
+    with connection.connect(connection.target(profile, project, "app")) as conn:
+        conn.execute("UPDATE alpha_users SET notes = 'kept in the backup' WHERE username = 'tester123'")
+        conn.commit()
+    result = environments.teardown_environment(profile, project, confirmed=True)
+    removed = result.data_dir
     assert removed == server.project_data_dir
     assert not removed.exists() and not removed.is_symlink() and not server.data_dir.exists()
+    # The backup came first: a verified pg_dump archive, private, holding the data.
+    assert result.backup is not None and result.backup.parent == project.root / "backups" / "tester"
+    assert stat.S_IMODE(result.backup.stat().st_mode) == 0o600
+    assert stat.S_IMODE(result.backup.parent.stat().st_mode) == 0o700
+    listing = subprocess.run([str(server.bin_dir / "pg_restore"), "--data-only", "--table=alpha_users", "--file=-",
+                              str(result.backup)], capture_output=True, text=True, check=True).stdout
+    assert "kept in the backup" in listing
     assert not [k for k in envfile.read(project.env_file) if k.startswith("PIPER_TESTER_") or k == "PIPER_ENV"]
 
 
