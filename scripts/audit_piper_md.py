@@ -1,6 +1,6 @@
 """Audit config/PIPER.md and its backups (or more) for personal data; exit 0 clean, 1 found, 2 could not run.
 
-    python scripts/audit_piper_md.py [--all | --history | --staged] [--format text|json|sarif] [PATH ...]
+    python scripts/audit_piper_md.py [--all | --history | --staged] [--format text|json|sarif] [--workers N] [PATH ...]
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="scan the staged content of PIPER.md and its backups (with --all: every staged file)")
     cli.add_argument("--all", action="store_true", help="scan every git-tracked text file (except the profiles defining the rules)")
     cli.add_argument("--format", choices=("text", "json", "sarif"), default="text", help="output format (default: text)")
+    cli.add_argument("--workers", type=_positive, metavar="N",
+                     help="processes to scan with (default: one per available core; small audits use one)")
     cli.add_argument("--allowlist", metavar="FILE",
                      help=f"accepted findings, by rule and sha256 (default: {audit.ALLOWLIST_PATH} in the project)")
     return _cli.run(cli, argv, _audit)
@@ -53,7 +55,7 @@ def _audit(args: argparse.Namespace) -> int:
             targets = audit.tracked_targets(project, rules)
         else:
             targets = audit.piper_md_targets(project)
-        report = audit.run_audit(targets, rules, allowlist)
+        report = audit.run_audit(targets, rules, allowlist, workers=args.workers)
     except PiperError as exc:
         # Whatever stopped the audit, it did not run: exit 2, never 1 (1 means "found something").
         raise AuditError(str(exc)) from None
@@ -64,6 +66,12 @@ def _audit(args: argparse.Namespace) -> int:
     else:
         _print_text(report)
     return 0 if report.clean else 1
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return int(value)
 
 
 def _print_text(report: audit.AuditReport) -> None:

@@ -105,3 +105,12 @@ def test_subprocess_staged_as_the_pre_commit_hook_runs_it(root: Path) -> None:
     assert "entry: python scripts/audit_piper_md.py --staged" in hook
     result = _run(root, "--staged")
     assert result.returncode == 1 and ":config/PIPER.md:1:4:" in result.stdout
+
+
+def test_workers_flag(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (root / "config" / "PIPER.md").write_text("zquux\n")
+    assert audit_piper_md.main(["--workers", "2"]) == 1
+    assert "config/PIPER.md:1:1: username-" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        audit_piper_md.main(["--workers", "0"])
+    assert exit_info.value.code == 2 and "--workers" in capsys.readouterr().err
