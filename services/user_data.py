@@ -238,7 +238,8 @@ def _parse_json(raw: bytes, origin: object) -> Any:
     except UnicodeDecodeError:
         raise UserDataError(f"{origin} is not UTF-8 text; save it as UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
-        hint = " (the file looks cut short)" if exc.pos >= len(raw.rstrip()) else ""
+        truncated = exc.pos >= len(raw.rstrip()) - 1 or exc.msg.startswith("Unterminated")
+        hint = " (the file looks cut short)" if truncated else ""
         raise UserDataError(f"{origin} is not valid JSON at line {exc.lineno} column {exc.colno}{hint}; fix or re-create it") from None
     except RecursionError:
         raise UserDataError(f"{origin} nests too deeply to read; flatten the data") from None

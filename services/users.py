@@ -184,6 +184,7 @@ def create_user(profile: Profile, project: Project, username: str, email: str | 
 
 def find_user_id(profile: Profile, project: Project, username: str) -> uuid.UUID:
     """Return the user's id; raise UserNotFound listing the users that exist."""
+    validate_username(username)
     with user_data_connection(profile, project) as conn:
         return _user_row(conn, profile, username, "id")["id"]
 

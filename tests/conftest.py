@@ -171,3 +171,67 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # A test that failed half-way may leave a server running: stop them all.
     for proj in _STARTED:
         remove_servers(proj)
+
+
+@pytest.fixture(scope="session")
+def other_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """A second shared project (another laptop, as it were) for tester, dev and production."""
+    proj = make_project(tmp_path_factory.mktemp("other") / "proj")
+    yield proj
+    remove_servers(proj)
+
+
+@pytest.fixture(scope="session")
+def tester(other_project: Project) -> tuple[Profile, Project]:
+    """The tester environment, set up once in the second shared project."""
+    profile = load_profile("tester", other_project)
+    set_up(profile, other_project)
+    return profile, other_project
+
+
+@pytest.fixture(scope="session")
+def hosted(other_project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Profile, Project, str]]:
+    """A stand-in for hosted production: the dev server of the second shared project behind a TLS front
+    (tests/tls_proxy.py, with a self-signed certificate made here), reached through
+    $PIPER_PRODUCTION_DATABASE_URL with sslmode=verify-full, and set up as production.
+
+    Yields (production profile, project, URL); tests set the URL in their own environment.
+    """
+    from services import envfile
+    from services.database import connection
+    from tests.tls_proxy import TLSProxy
+
+    project = other_project
+    profile = load_profile("dev", project)
+    set_up(profile, project)
+    server = cluster.locate(profile, project)
+    certs = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(certs / "server.key"),
+                    "-out", str(certs / "server.crt")], check=True, capture_output=True)
+    admin = connection.target(profile, project, "admin", dbname="postgres")
+    with connection.connect(admin, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE piper_production OWNER piper_owner")
+    proxy = TLSProxy(("127.0.0.1", server.port), certs / "server.crt", certs / "server.key", free_port())
+    secret = envfile.read(project.env_file)["PIPER_DEV_OWNER_PASSWORD"]
+    url = (f"postgresql://piper_owner:{secret}@localhost:{proxy.port}/piper_production"
+           f"?sslrootcert={certs / 'server.crt'}")
+    production = load_profile("production", project)
+    old = os.environ.get("PIPER_PRODUCTION_DATABASE_URL")
+    os.environ["PIPER_PRODUCTION_DATABASE_URL"] = url
+    try:
+        environments.setup_environment(production, project, allow_branch_mismatch=True)
+    finally:
+        if old is None:
+            os.environ.pop("PIPER_PRODUCTION_DATABASE_URL", None)
+    yield production, project, url
+    proxy.close()
+
+
+@pytest.fixture
+def production_env(hosted, monkeypatch: pytest.MonkeyPatch) -> tuple[Profile, Project]:
+    """Hosted production (TLS), selected for this test through $PIPER_ROOT and its URL variable."""
+    profile, project, url = hosted
+    monkeypatch.setenv("PIPER_ROOT", str(project.root))
+    monkeypatch.setenv("PIPER_PRODUCTION_DATABASE_URL", url)
+    return profile, project

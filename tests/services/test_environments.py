@@ -195,3 +195,30 @@ def test_fixture_projects_are_removed(tmp_path) -> None:
     data = cluster.locate(profile, project).data_dir
     remove_servers(project)
     assert not data.exists()
+
+
+def test_hosted_production_over_tls_is_stamped_and_reported(production_env) -> None:
+    profile, project = production_env
+    owner = connection.target(profile, project, "owner")
+    assert owner.sslmode == "verify-full"
+    with connection.connect(owner) as conn:
+        assert conn.execute("SELECT value FROM piper_metadata WHERE key = 'environment'").fetchone() == ("production",)
+        assert conn.info.pgconn.ssl_in_use
+    rows = {row.name: row for row in environments.environment_statuses(project)}
+    assert rows["production"].stamp == "production" and rows["production"].revision == HEAD
+    assert not (project.root / "postgres_data" / "production").exists()
+    # A second setup finds everything in place.
+    assert environments.setup_environment(profile, project, allow_branch_mismatch=True).changes[:1] != ["migrated"]
+
+
+def test_hosted_production_refuses_a_server_whose_certificate_it_cannot_verify(production_env, monkeypatch, tmp_path) -> None:
+    profile, project = production_env
+    import os
+
+    url = os.environ["PIPER_PRODUCTION_DATABASE_URL"]
+    other = tmp_path / "other.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(tmp_path / "other.key"), "-out", str(other)], check=True, capture_output=True)
+    monkeypatch.setenv("PIPER_PRODUCTION_DATABASE_URL", url.split("?")[0] + f"?sslrootcert={other}")
+    with pytest.raises(PiperError, match="certificate verify failed"):
+        environments.setup_environment(profile, project, allow_branch_mismatch=True)

@@ -1,0 +1,262 @@
+"""export_user_data, import_user_data, delete_user and accept_invitation: real databases, real files."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts import accept_invitation, create_test_alpha_user, delete_user, export_user_data, import_user_data
+from services.database import connection
+from services.profiles import Profile
+from services.project import Project
+from services.user_context_service import UserContextService
+from tests.conftest import cli_env, run_cli
+
+HOSTILE = {
+    "ünïcödé ✓ 漢字 🎉": "ünïcödé ✓ 漢字 🎉",
+    "nested": [1, [2, [3, None]], {"deep": [True, False, None]}],
+    "numbers": [0, -1, 3.14159, 1e-10, 12345678901234567890, 1.5e10, -0.5],
+    "nulls": None,
+    "a.b.c": {"with \"quotes\" and 'single'": "back\\slash", "": "empty key"},
+    "newline\nkey": "tab\there",
+}
+
+
+def _set_prefs(profile: Profile, project: Project, username: str, prefs: dict, table: str = "alpha_users") -> None:
+    from psycopg.types.json import Jsonb
+
+    with connection.connect(connection.target(profile, project, "owner" if profile.hosted else "app")) as conn:
+        conn.execute(f"UPDATE {table} SET preferences = %s WHERE username = %s", (Jsonb(prefs), username))
+        conn.commit()
+
+
+def _row(profile: Profile, project: Project, username: str, table: str = "alpha_users"):
+    with connection.connect(connection.target(profile, project, "owner" if profile.hosted else "app")) as conn:
+        return conn.execute(f"SELECT email, preferences FROM {table} WHERE username = %s", (username,)).fetchone()
+
+
+def _export(project: Project, env: str, username: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "scripts/export_user_data.py", "--username", username, "--env", env, *extra],
+                          cwd=Path(__file__).resolve().parents[2], env=cli_env(project), capture_output=True, check=False)
+
+
+@pytest.fixture
+def exported(alpha_env, tmp_path, request) -> tuple[str, Path]:
+    profile, project = alpha_env
+    name = "xfer-" + str(abs(hash(request.node.name)) % 10**8)
+    assert create_test_alpha_user.main(["--username", name, "--env", "alpha"]) == 0
+    _set_prefs(profile, project, name, HOSTILE)
+    result = _export(project, "alpha", name)
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / f"{name}.json"
+    path.write_bytes(result.stdout)
+    return name, path
+
+
+def test_export_is_a_self_describing_document_on_stdout_with_messages_on_stderr(alpha_env, exported) -> None:
+    profile, project = alpha_env
+    name, path = exported
+    document = json.loads(path.read_bytes())
+    assert document["format"] == "piper-user-export" and document["format_version"] == 1
+    assert document["source"] == {"environment": "alpha", "database": "piper_alpha",
+                                  "schema_revision": document["source"]["schema_revision"]}
+    assert document["payload"]["user"]["username"] == name and "password_hash" not in document["payload"]["user"]
+    assert document["payload"]["preferences"] == HOSTILE
+    assert len(document["checksum"]["value"]) == 64 and document["exported_at"]
+    with connection.connect(connection.target(profile, project, "app")) as conn:
+        events = conn.execute("SELECT checksum, environment FROM user_data_events WHERE username = %s AND event = 'export'",
+                              (name,)).fetchall()
+    assert events == [(document["checksum"]["value"], "alpha")]
+
+
+def test_export_selected_keys_and_refuse_an_unknown_key(alpha_env, exported) -> None:
+    _, project = alpha_env
+    name, _ = exported
+    result = _export(project, "alpha", name, "--keys", "nulls,a.b.c")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["payload"]["preferences"] == {"nulls": None, "a.b.c": HOSTILE["a.b.c"]}
+    missing = _export(project, "alpha", name, "--keys", "nope")
+    assert missing.returncode == 2 and missing.stdout == b""
+    assert b"has no preference key 'nope'" in missing.stderr
+
+
+def test_round_trip_alpha_to_tester_and_back_keeps_every_value(alpha_env, tester, exported, tmp_path, capsys, monkeypatch) -> None:
+    name, path = exported
+    t_profile, t_project = tester
+    monkeypatch.setenv("PIPER_ROOT", str(t_project.root))
+    assert import_user_data.main(["--username", name, "--data", str(path), "--yes", "--env", "tester"]) == 0
+    assert "imported" in capsys.readouterr().out
+    assert _row(t_profile, t_project, name)[1] == HOSTILE
+    again = _export(t_project, "tester", name)
+    assert again.returncode == 0
+    assert json.loads(again.stdout)["payload"]["preferences"] == HOSTILE
+    assert json.loads(again.stdout)["source"]["environment"] == "tester"
+    # Importing the same file twice changes nothing the second time.
+    with connection.connect(connection.target(t_profile, t_project, "app")) as conn:
+        before = conn.execute("SELECT updated_at FROM alpha_users WHERE username = %s", (name,)).fetchone()
+        count = conn.execute("SELECT count(*) FROM user_data_events WHERE event = 'import'").fetchone()
+    assert import_user_data.main(["--username", name, "--data", str(path), "--yes", "--env", "tester"]) == 0
+    assert "already holds this data; nothing changed" in capsys.readouterr().out
+    with connection.connect(connection.target(t_profile, t_project, "app")) as conn:
+        assert conn.execute("SELECT updated_at FROM alpha_users WHERE username = %s", (name,)).fetchone() == before
+        assert conn.execute("SELECT count(*) FROM user_data_events WHERE event = 'import'").fetchone() == count
+        recorded = conn.execute("SELECT source_environment, checksum, actor FROM user_data_events "
+                                "WHERE event = 'import' AND username = %s", (name,)).fetchall()
+    assert recorded[0][0] == "alpha" and recorded[0][1] == json.loads(path.read_bytes())["checksum"]["value"]
+
+
+def test_a_conflict_is_refused_unless_merge_or_replace(alpha_env, tester, exported, capsys, monkeypatch) -> None:
+    name, path = exported
+    t_profile, t_project = tester
+    monkeypatch.setenv("PIPER_ROOT", str(t_project.root))
+    assert create_test_alpha_user.main(["--username", name, "--env", "tester"]) == 0
+    _set_prefs(t_profile, t_project, name, {"local": "only here", "nulls": "was text"})
+    assert import_user_data.main(["--username", name, "--data", str(path), "--yes", "--env", "tester"]) == 1
+    assert "already exists in tester with other data; pass --merge" in capsys.readouterr().err
+    assert _row(t_profile, t_project, name)[1] == {"local": "only here", "nulls": "was text"}
+    assert import_user_data.main(["--username", name, "--data", str(path), "--yes", "--merge", "--env", "tester"]) == 0
+    assert _row(t_profile, t_project, name)[1] == {**HOSTILE, "local": "only here"}
+    assert import_user_data.main(["--username", name, "--data", str(path), "--yes", "--replace", "--env", "tester"]) == 0
+    assert _row(t_profile, t_project, name)[1] == HOSTILE
+
+
+def test_import_asks_and_dry_run_writes_nothing(alpha_env, tester, exported, capsys, monkeypatch) -> None:
+    name, path = exported
+    t_profile, t_project = tester
+    monkeypatch.setenv("PIPER_ROOT", str(t_project.root))
+    result = run_cli([sys.executable, "scripts/import_user_data.py", "--username", name, "--data", str(path),
+                      "--env", "tester"], t_project, input="")
+    assert result.returncode == 1 and "pass --yes" in result.stderr and "action: create user" in result.stderr
+    assert import_user_data.main(["--username", name, "--data", str(path), "--dry-run", "--env", "tester"]) == 0
+    assert "dry run: nothing was written" in capsys.readouterr().out
+    assert _row(t_profile, t_project, name) is None
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda raw: raw.replace(b'"nulls":null', b'"nulls":1'), "does not match its checksum"),
+        (lambda raw: raw[: len(raw) * 2 // 3], "not valid JSON"),
+        (lambda raw: b'{"format": "something-else"}', "is not a piper-ops user export"),
+        (lambda raw: b"\xff\xfe not text", "is not UTF-8"),
+    ],
+)
+def test_tampered_truncated_or_foreign_files_are_refused(alpha_env, tester, exported, tmp_path, capsys, damage, message, monkeypatch) -> None:
+    name, path = exported
+    t_profile, t_project = tester
+    monkeypatch.setenv("PIPER_ROOT", str(t_project.root))
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(damage(path.read_bytes()))
+    assert import_user_data.main(["--username", name, "--data", str(bad), "--yes", "--env", "tester"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert _row(t_profile, t_project, name) is None
+
+
+def test_the_username_must_match_the_document(alpha_env, tester, exported, capsys, monkeypatch) -> None:
+    name, path = exported
+    monkeypatch.setenv("PIPER_ROOT", str(tester[1].root))
+    assert import_user_data.main(["--username", "fake.someone", "--data", str(path), "--yes", "--env", "tester"]) == 2
+    assert f"holds user {name!r}, not 'fake.someone'" in capsys.readouterr().err
+
+
+def test_delete_exports_first_asks_and_can_be_undone_by_import(alpha_env, exported, capsys) -> None:
+    profile, project = alpha_env
+    name, _ = exported
+    refused = run_cli([sys.executable, "scripts/delete_user.py", "--username", name, "--env", "alpha"], project, input="")
+    assert refused.returncode == 1 and "pass --yes" in refused.stderr
+    assert _row(profile, project, name) is not None
+    assert delete_user.main(["--username", name, "--yes", "--env", "alpha"]) == 0
+    out = capsys.readouterr().out
+    assert f"deleted {name} from alpha" in out
+    assert _row(profile, project, name) is None
+    saved = sorted((project.root / "private" / "deleted-users" / "alpha").glob(f"{name}-*.json"))
+    assert len(saved) == 1 and stat.S_IMODE(saved[0].stat().st_mode) == 0o600
+    with connection.connect(connection.target(profile, project, "app")) as conn:
+        leftovers = conn.execute("SELECT count(*) FROM user_data_events WHERE username = %s", (name,)).fetchone()
+        deletion = conn.execute("SELECT username, username_sha256 FROM user_data_events WHERE event = 'delete' "
+                                "ORDER BY id DESC LIMIT 1").fetchone()
+    assert leftovers == (0,) and deletion[0] is None and len(deletion[1]) == 64
+    assert import_user_data.main(["--username", name, "--data", str(saved[0]), "--yes", "--env", "alpha"]) == 0
+    assert _row(profile, project, name)[1] == HOSTILE
+    assert delete_user.main(["--username", "fake.nobody", "--yes", "--env", "alpha"]) == 2
+    assert "no user 'fake.nobody' in environment alpha" in capsys.readouterr().err
+
+
+def test_import_into_production_creates_an_invitation_that_works_once(alpha_env, exported, production_env, capsys, monkeypatch) -> None:
+    import io
+
+    name, path = exported
+    p_profile, p_project = production_env
+    email = f"{name}@example.invalid"
+    assert import_user_data.main(["--username", name, "--email", email, "--data", str(path), "--yes",
+                                  "--env", "production"]) == 0
+    out = capsys.readouterr().out
+    row = _row(p_profile, p_project, name, table="users")
+    assert row == (email, HOSTILE)
+    with connection.connect(connection.target(p_profile, p_project, "owner")) as conn:
+        assert conn.execute("SELECT password_hash FROM users WHERE username = %s", (name,)).fetchone() == (None,)
+        hashes = [r[0] for r in conn.execute("SELECT token_hash FROM user_invitations i JOIN users u ON u.id = i.user_id "
+                                             "WHERE u.username = %s", (name,))]
+    emails = sorted((p_project.root / "outbox").glob(f"invitation-{name}-*.eml"))
+    assert len(emails) == 1 and str(emails[0]) in out
+    assert stat.S_IMODE(emails[0].stat().st_mode) == 0o600
+    text = emails[0].read_text()
+    token = text.split("--token ")[1].split()[0]
+    assert f"To: {email}" in text and len(hashes) == 1 and token not in hashes[0] and len(hashes[0]) == 64
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a-long-enough-password\n"))
+    assert accept_invitation.main(["--token", token, "--password-stdin", "--env", "production"]) == 0
+    with connection.connect(connection.target(p_profile, p_project, "owner")) as conn:
+        stored = conn.execute("SELECT password_hash FROM users WHERE username = %s", (name,)).fetchone()[0]
+    assert stored.startswith("$argon2id$") and "a-long-enough-password" not in stored
+    monkeypatch.setattr(sys, "stdin", io.StringIO("another-long-password\n"))
+    assert accept_invitation.main(["--token", token, "--password-stdin", "--env", "production"]) == 1
+    assert "already used" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("another-long-password\n"))
+    assert accept_invitation.main(["--token", "made-up-token", "--password-stdin", "--env", "production"]) == 1
+    assert "not valid" in capsys.readouterr().err
+
+
+def test_an_expired_invitation_is_refused(alpha_env, exported, production_env, capsys, monkeypatch) -> None:
+    import io
+
+    name, path = exported
+    p_profile, p_project = production_env
+    assert import_user_data.main(["--username", name, "--email", f"{name}.x@example.invalid", "--data", str(path),
+                                  "--yes", "--env", "production"]) == 0
+    capsys.readouterr()
+    token = sorted((p_project.root / "outbox").glob(f"invitation-{name}-*.eml"))[-1].read_text().split("--token ")[1].split()[0]
+    with connection.connect(connection.target(p_profile, p_project, "owner")) as conn:
+        conn.execute("UPDATE user_invitations SET expires_at = now() - interval '1 minute'")
+        conn.commit()
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a-long-enough-password\n"))
+    assert accept_invitation.main(["--token", token, "--password-stdin", "--env", "production"]) == 1
+    assert "has expired" in capsys.readouterr().err
+
+
+def test_ten_megabyte_preferences_round_trip(alpha_env, tester, tmp_path, capsys, monkeypatch) -> None:
+    profile, project = alpha_env
+    t_profile, t_project = tester
+    big = {f"key.{i}": {"text": "ü✓" * 200 + str(i), "list": list(range(20)), "none": None} for i in range(9000)}
+    assert len(json.dumps(big)) > 10_000_000
+    assert create_test_alpha_user.main(["--username", "fake.big", "--env", "alpha"]) == 0
+    _set_prefs(profile, project, "fake.big", big)
+    out = tmp_path / "big.json"
+    assert export_user_data.main(["--username", "fake.big", "--output", str(out), "--env", "alpha"]) == 0
+    monkeypatch.setenv("PIPER_ROOT", str(t_project.root))
+    assert import_user_data.main(["--username", "fake.big", "--data", str(out), "--yes", "--env", "tester"]) == 0
+    assert _row(t_profile, t_project, "fake.big")[1] == big
+
+
+def test_context_of_an_imported_user_carries_their_preferences(alpha_env, tester, exported, monkeypatch) -> None:
+    name, path = exported
+    t_profile, t_project = tester
+    monkeypatch.setenv("PIPER_ROOT", str(t_project.root))
+    assert import_user_data.main(["--username", name, "--data", str(path), "--yes", "--env", "tester"]) == 0
+    context = UserContextService(t_profile, t_project).get_context(name)
+    assert context["nested"] == HOSTILE["nested"] and "identity" in context

@@ -1,0 +1,93 @@
+"""UserContextService: generic PIPER.md overridden by one user's preferences, failing closed."""
+
+from __future__ import annotations
+
+import pytest
+
+from scripts import create_test_alpha_user
+from services import cluster
+from services.database import connection
+from services.errors import ClusterError
+from services.user_context_service import UserContextError, UserContextService, parse_sections
+
+
+def _set(profile, project, username: str, prefs_sql: str) -> None:
+    with connection.connect(connection.target(profile, project, "app")) as conn:
+        conn.execute(f"UPDATE alpha_users SET preferences = {prefs_sql} WHERE username = %s", (username,))
+        conn.commit()
+
+
+@pytest.fixture
+def two_users(alpha_env) -> tuple[str, str]:
+    profile, project = alpha_env
+    for name in ("ctx.fake.ann", "ctx.fake.bob"):
+        create_test_alpha_user.main(["--username", name, "--env", "alpha"])
+    _set(profile, project, "ctx.fake.ann", """'{"personality": {"tone": "ann-tone"}, "name": "Ann Fakeperson"}'""")
+    _set(profile, project, "ctx.fake.bob", """'{"identity": {"text": "bob-identity"}, "name": "Bob Fakeperson"}'""")
+    return "ctx.fake.ann", "ctx.fake.bob"
+
+
+def test_sections_of_piper_md_are_parsed_by_heading() -> None:
+    sections = parse_sections("# Title\n\nintro\n\n## Identity\nwho\n\n## Fallback behaviour\n- one\n```\n## not a heading\n```\n")
+    assert list(sections) == ["identity", "fallback_behaviour"]
+    assert sections["identity"] == {"title": "Identity", "text": "who"}
+    assert "## not a heading" in sections["fallback_behaviour"]["text"]
+
+
+def test_user_preferences_override_the_generic_config_and_keep_the_rest(alpha_env, two_users) -> None:
+    profile, project = alpha_env
+    service = UserContextService(profile, project)
+    generic = service.generic_config()
+    assert {"identity", "personality", "capabilities", "integrations", "privacy", "fallback_behaviour"} <= set(generic)
+    ann = service.get_context("ctx.fake.ann")
+    assert ann["personality"]["tone"] == "ann-tone"
+    assert ann["personality"]["text"] == generic["personality"]["text"]  # merged, not replaced
+    assert ann["identity"] == generic["identity"] and ann["name"] == "Ann Fakeperson"
+    bob = service.get_context("ctx.fake.bob")
+    assert bob["identity"]["text"] == "bob-identity"  # the user wins
+
+
+def test_one_users_data_never_reaches_anothers_context_even_through_the_cache(alpha_env, two_users) -> None:
+    profile, project = alpha_env
+    service = UserContextService(profile, project)
+    ann = service.get_context("ctx.fake.ann")
+    ann["name"] = "mutated by a caller"
+    ann["personality"]["tone"] = "mutated"
+    bob = service.get_context("ctx.fake.bob")
+    assert "Ann" not in repr(bob) and "ann-tone" not in repr(bob) and "mutated" not in repr(bob)
+    again = service.get_context("ctx.fake.ann")
+    assert again["name"] == "Ann Fakeperson" and again["personality"]["tone"] == "ann-tone"
+    assert "Bob" not in repr(again)
+
+
+def test_a_write_invalidates_the_users_cached_context(alpha_env, two_users) -> None:
+    profile, project = alpha_env
+    service = UserContextService(profile, project)
+    assert service.get_context("ctx.fake.ann")["personality"]["tone"] == "ann-tone"
+    service.update_preferences("ctx.fake.ann", {"personality": {"tone": "new-tone"}})
+    assert service.get_context("ctx.fake.ann")["personality"]["tone"] == "new-tone"
+    # A change made elsewhere (another process) is seen too: the cache checks the row's version.
+    _set(profile, project, "ctx.fake.ann", """preferences || '{"name": "Changed Elsewhere"}'""")
+    assert service.get_context("ctx.fake.ann")["name"] == "Changed Elsewhere"
+    assert service.get_context("ctx.fake.bob")["name"] == "Bob Fakeperson"
+
+
+def test_failures_raise_and_never_fall_back_to_the_generic_config(alpha_env, two_users, tmp_path) -> None:
+    profile, project = alpha_env
+    service = UserContextService(profile, project)
+    with pytest.raises(UserContextError, match="no user 'ctx.fake.nobody'"):
+        service.get_context("ctx.fake.nobody")
+    _set(profile, project, "ctx.fake.bob", "'[1, 2]'")
+    with pytest.raises(UserContextError, match="are not a JSON object"):
+        service.get_context("ctx.fake.bob")
+    missing = UserContextService(profile, project, config_path=tmp_path / "absent.md")
+    with pytest.raises(UserContextError, match="cannot read"):
+        missing.get_context("ctx.fake.ann")
+    server = cluster.locate(profile, project)
+    service.get_context("ctx.fake.ann")  # cached now
+    cluster.stop(server)
+    try:
+        with pytest.raises(ClusterError, match="cannot connect"):
+            service.get_context("ctx.fake.ann")  # the cache is no excuse to skip the database
+    finally:
+        cluster.start(server, config_file=profile.source)

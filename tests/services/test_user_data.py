@@ -1,0 +1,91 @@
+"""Personal-data documents: deep merge, validation with JSON paths, export checksums."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from services import user_data
+from services.user_data import UserDataError
+
+
+def test_deep_merge_objects_merge_and_the_incoming_side_wins_elsewhere() -> None:
+    base = {"a": {"x": 1, "y": [1, 2]}, "b": "keep", "c": {"deep": {"k": 1}}}
+    incoming = {"a": {"y": [3], "z": None}, "c": {"deep": {"j": 2}}, "d": 4}
+    merged = user_data.deep_merge(base, incoming)
+    assert merged == {"a": {"x": 1, "y": [3], "z": None}, "b": "keep", "c": {"deep": {"k": 1, "j": 2}}, "d": 4}
+    assert base == {"a": {"x": 1, "y": [1, 2]}, "b": "keep", "c": {"deep": {"k": 1}}}  # inputs untouched
+    assert user_data.deep_merge({"a": {"x": 1}}, {"a": "text"}) == {"a": "text"}
+
+
+def _write(tmp_path: Path, document: object) -> Path:
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(document) if not isinstance(document, str) else document)
+    return path
+
+
+GOOD = {"piper_personal_data": 1, "username": "fake.user", "preferences": {"tone": "plain"}}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({**GOOD, "colour": 1}, "$.colour is not a known field"),
+        ({**GOOD, "piper_personal_data": 2}, "$.piper_personal_data must be 1"),
+        ({**GOOD, "username": "someone.else"}, "holds the data of user 'someone.else', not 'fake.user'"),
+        ({**GOOD, "preferences": []}, "$.preferences must be a JSON object"),
+        ({**GOOD, "preferences": {"a": [1, {"b": "x\u0000y"}]}}, "$.preferences.a[1].b holds a NUL character"),
+        ({**GOOD, "preferences": {"with space": {"ok": "\u0000"}}}, '$.preferences."with space".ok holds a NUL'),
+        ({**GOOD, "display_name": 5}, "$.display_name must be a string"),
+        ([1, 2], "$ must be a JSON object"),
+        ('{"piper_personal_data": 1, "username": "fake.user", "prefer', "not valid JSON at line 1"),
+    ],
+)
+def test_a_bad_data_file_is_one_error_naming_the_json_path(tmp_path: Path, document: object, message: str) -> None:
+    with pytest.raises(UserDataError) as caught:
+        user_data.load_personal_data(_write(tmp_path, document), "fake.user")
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_and_deeply_nested_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UserDataError, match="does not exist"):
+        user_data.load_personal_data(tmp_path / "nope.json", "fake.user")
+    deep: object = "leaf"
+    for _ in range(user_data.MAX_DEPTH + 5):
+        deep = {"k": deep}
+    with pytest.raises(UserDataError, match="nests deeper than"):
+        user_data.load_personal_data(_write(tmp_path, {**GOOD, "preferences": deep}), "fake.user")
+
+
+def test_export_document_verifies_and_detects_tampering_and_truncation() -> None:
+    document, checksum = user_data.build_export(
+        environment="alpha", database="piper_alpha", schema_revision="0002",
+        user={"username": "fake.user", "email": "fake.user@example.invalid"},
+        preferences={"ünïcode": "✓", "nested": [1, [2, None]], "a.b": {"qu\"ote": 1.5}}, learning_data=None, keys=None)
+    parsed = user_data.parse_export(document, "doc.json")
+    assert parsed.checksum == checksum == json.loads(document)["checksum"]["value"]
+    assert parsed.preferences == {"ünïcode": "✓", "nested": [1, [2, None]], "a.b": {"qu\"ote": 1.5}}
+    assert parsed.source_environment == "alpha" and parsed.schema_revision == "0002"
+    tampered = document.replace("✓".encode(), "x".encode())
+    with pytest.raises(UserDataError, match="does not match its checksum"):
+        user_data.parse_export(tampered, "doc.json")
+    with pytest.raises(UserDataError, match="not valid JSON.*cut short"):
+        user_data.parse_export(document[: len(document) // 2], "doc.json")
+    with pytest.raises(UserDataError, match="is not a piper-ops user export"):
+        user_data.parse_export(json.dumps({"users": []}).encode(), "doc.json")
+    newer = json.loads(document)
+    newer["format_version"] = 99
+    with pytest.raises(UserDataError, match="format_version 99"):
+        user_data.parse_export(json.dumps(newer).encode(), "doc.json")
+
+
+def test_selected_keys_export_only_those_keys() -> None:
+    document, _ = user_data.build_export(
+        environment="alpha", database="piper_alpha", schema_revision=None,
+        user={"username": "fake.user", "email": "fake.user@example.invalid"},
+        preferences={"a": 1, "b": 2, "c": 3}, learning_data=None, keys=["a", "c"])
+    parsed = user_data.parse_export(document, "doc.json")
+    assert parsed.preferences == {"a": 1, "c": 3} and parsed.keys == ["a", "c"]
