@@ -15,7 +15,9 @@ Speed: files are read as bytes in chunks of bounded size. Python's `re` is slow 
 of many words (it cannot skip ahead), but fast on a pattern that starts with a literal, so each
 term is its own literal-prefixed pattern, and case-insensitive terms are searched in a copy of the
 chunk whose ASCII letters are lower-cased (`bytes.translate`, one pass). Word boundaries are checked
-inside the pattern for ASCII and in Python, for the rare candidates, for non-ASCII letters.
+inside the pattern for ASCII and in Python, for the rare candidates, for non-ASCII letters. `re`
+holds the GIL, so a big audit runs in worker processes: batches of files, or segments of a big file
+cut after a newline; run_audit merges their results in order (see _Segment).
 
 Nothing in this module prints; findings never carry the matched text, only a redaction
 (`C********`) and a sha256 of the normalised match, which is also the allowlist's key.
@@ -780,10 +782,10 @@ def _run_jobs(planned: Iterator[tuple[_Job, int]], rules: tuple[Rule, ...],
         for job, size in planned:
             held.append(job)
             weight += size
-            if weight >= PARALLEL_BYTES:
+            if weight >= PARALLEL_BYTES and len(held) > 1:
                 break
         else:
-            workers = 1  # everything is planned and it is small
+            workers = 1  # everything is planned, and it is small or one job
     jobs = itertools.chain(held, (job for job, _ in planned))
     pool = _start_pool(rules, workers) if workers > 1 else None
     if pool is None:
