@@ -1,6 +1,6 @@
 """Migrate a user's personal data into their preferences (ADR-040).
 
-    python scripts/migrate_personal_data.py --username xian                      # the profile's data file
+    python scripts/migrate_personal_data.py --username USER --env dev             # the profile's data file
     python scripts/migrate_personal_data.py --username alfy --skip-migration     # only check the user exists
     python scripts/migrate_personal_data.py --username tester123 --data-file tester_data.json [--dry-run]
 

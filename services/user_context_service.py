@@ -10,6 +10,9 @@ anywhere else the user's value wins. Each PIPER.md section `## Some Heading` bec
 `some_heading` holding `{"title": "Some Heading", "text": "<the section's markdown>"}`, so a user
 may override one aspect of a section (`{"personality": {"tone": "dry"}}`) and keep the rest.
 
+It reads as the application role with the user named as the session's acting user, so
+row-level security, not only this code, keeps other users' rows out of reach.
+
 Failing closed: when the user's data cannot be read (no such user, database down, preferences
 that are not an object) the service raises. It never falls back to the generic configuration:
 that fallback once hid the loss of every tester's preferences for months.
@@ -96,7 +99,7 @@ class UserContextService:
         from psycopg import sql
 
         table = sql.Identifier(table_for(self.profile))
-        with user_data_connection(self.profile, self.project) as conn:
+        with user_data_connection(self.profile, self.project, acting_user=username, role="app") as conn:
             row = conn.execute(sql.SQL("SELECT updated_at FROM {} WHERE username = %s").format(table), (username,)).fetchone()
             if row is None:
                 raise UserContextError(f"no user {username!r} in environment {self.profile.name}; cannot build their context")
@@ -129,7 +132,7 @@ class UserContextService:
         user_data.check_storable(changes, "$")
         self.invalidate(username)
         table = sql.Identifier(table_for(self.profile))
-        with user_data_connection(self.profile, self.project) as conn:
+        with user_data_connection(self.profile, self.project, acting_user=username, role="app") as conn:
             row = conn.execute(sql.SQL("SELECT preferences FROM {} WHERE username = %s FOR UPDATE").format(table),
                                (username,)).fetchone()
             if row is None:

@@ -4,7 +4,7 @@ Nothing here touches a database. Two documents are defined:
 
 * the personal-data file that `migrate_personal_data.py --data-file` reads::
 
-      {"piper_personal_data": 1, "username": "xian",
+      {"piper_personal_data": 1, "username": "fake.person",
        "preferences": {...}, "display_name": "...", "learning_data": {...}}
 
   `piper_personal_data`, `username` and `preferences` are required; `display_name` and

@@ -123,18 +123,29 @@ def validate_email(email: str) -> str:
     return email
 
 
-@contextmanager
-def user_data_connection(profile: Profile, project: Project) -> Iterator[psycopg.Connection]:
-    """Yield a connection, as the application role, inside one transaction, after checking the stamp.
+#: The session setting that row-level security keys on (migration 0003).
+ACTING_USER_SETTING = "piper.acting_user"
 
+
+@contextmanager
+def user_data_connection(profile: Profile, project: Project, *, acting_user: str | None = None,
+                         role: connection.Role = "owner") -> Iterator[psycopg.Connection]:
+    """Yield a connection inside one transaction, after checking the environment stamp.
+
+    The acting user is set for the transaction (`SET LOCAL`): as the application role, row-level
+    security then shows and changes only that user's row, and nothing without one. Admin tasks
+    (create, migrate, export, import, delete) act as the owner role, which RLS does not restrict;
+    they still name the user they act for. Hosted production has one role, from its URL.
     It commits when the block ends normally and rolls back when it raises.
     """
     from services import stamp
 
-    where = connection.target(profile, project, "owner" if profile.hosted else "app")
+    where = connection.target(profile, project, "owner" if profile.hosted else role)
     with connection.connect(where) as conn:
         stamp.check_stamp(conn, profile.name, where.display())
         with conn.transaction():
+            if acting_user is not None:
+                conn.execute("SELECT set_config(%s, %s, true)", (ACTING_USER_SETTING, acting_user))
             yield conn
 
 
@@ -159,7 +170,7 @@ def create_user(profile: Profile, project: Project, username: str, email: str | 
     if email is not None:
         validate_email(email)
     table = sql.Identifier(table_for(profile))
-    with user_data_connection(profile, project) as conn:
+    with user_data_connection(profile, project, acting_user=username) as conn:
         row = conn.execute(sql.SQL("SELECT id, username, email FROM {} WHERE username = %s").format(table), (username,)).fetchone()
         if row is None:
             address = email or f"{username}@example.invalid"
@@ -185,7 +196,7 @@ def create_user(profile: Profile, project: Project, username: str, email: str | 
 def find_user_id(profile: Profile, project: Project, username: str) -> uuid.UUID:
     """Return the user's id; raise UserNotFound listing the users that exist."""
     validate_username(username)
-    with user_data_connection(profile, project) as conn:
+    with user_data_connection(profile, project, acting_user=username) as conn:
         return _user_row(conn, profile, username, "id")["id"]
 
 
@@ -211,7 +222,7 @@ def migrate_personal_data(profile: Profile, project: Project, username: str, dat
     document = user_data.load_personal_data(path, username)
     source = _display_path(path, project)
     table = table_for(profile)
-    with user_data_connection(profile, project) as conn:
+    with user_data_connection(profile, project, acting_user=username) as conn:
         columns = "id, preferences, display_name" + (", learning_data" if table == "alpha_users" else "")
         row = _user_row(conn, profile, username, columns, lock=not dry_run)
         done = conn.execute(
@@ -249,7 +260,7 @@ def export_user(profile: Profile, project: Project, username: str, keys: list[st
     table = table_for(profile)
     fields = _FIELDS[table]
     columns = ", ".join(("id", *fields, "preferences", *(("learning_data",) if table == "alpha_users" else ())))
-    with user_data_connection(profile, project) as conn:
+    with user_data_connection(profile, project, acting_user=username) as conn:
         row = _user_row(conn, profile, username, columns)
         revision = migrations.current_revision(conn)
         if keys is not None:
@@ -280,7 +291,7 @@ def plan_import(profile: Profile, project: Project, raw: bytes, origin: str, use
     table = table_for(profile)
     not_carried = sorted(k for k in ("learning_data", "notes", "alpha_wave") if table == "users" and
                          (document.learning_data if k == "learning_data" else document.user.get(k)) is not None)
-    with user_data_connection(profile, project) as conn:
+    with user_data_connection(profile, project, acting_user=username) as conn:
         from psycopg import sql
 
         extra = ", learning_data" if table == "alpha_users" else ""
@@ -329,7 +340,7 @@ def apply_import(profile: Profile, project: Project, plan: ImportPlan, *, outbox
         )
     table = sql.Identifier(plan.table)
     invitation: Path | None = None
-    with user_data_connection(profile, project) as conn:
+    with user_data_connection(profile, project, acting_user=plan.username) as conn:
         row = conn.execute(sql.SQL("SELECT id, updated_at FROM {} WHERE username = %s FOR UPDATE").format(table),
                            (plan.username,)).fetchone()
         if (row[1] if row else None) != plan.existing_version:
@@ -392,7 +403,7 @@ def delete_user(profile: Profile, project: Project, username: str, *, confirmed:
     stamp_ = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = folder / f"{username}-{stamp_}.json"
     write_atomic(path, document, mode=0o600)
-    with user_data_connection(profile, project) as conn:
+    with user_data_connection(profile, project, acting_user=username) as conn:
         row = _user_row(conn, profile, username, "id", lock=True)
         conn.execute(sql.SQL("DELETE FROM {} WHERE id = %s").format(sql.Identifier(table_for(profile))), (row["id"],))
         conn.execute("UPDATE user_data_events SET username = NULL, username_sha256 = %s WHERE user_id = %s",

@@ -103,7 +103,7 @@ def test_two_setups_at_once_both_succeed_and_create_one_server(project: Project)
     profile = load_profile("alpha", project)
     from services.database import connection
 
-    with connection.connect(connection.target(profile, project, "app")) as conn:
+    with connection.connect(connection.target(profile, project, "owner")) as conn:
         assert conn.execute("SELECT count(*) FROM alpha_users").fetchone() == (1,)
 
 

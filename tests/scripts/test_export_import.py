@@ -30,13 +30,13 @@ HOSTILE = {
 def _set_prefs(profile: Profile, project: Project, username: str, prefs: dict, table: str = "alpha_users") -> None:
     from psycopg.types.json import Jsonb
 
-    with connection.connect(connection.target(profile, project, "owner" if profile.hosted else "app")) as conn:
+    with connection.connect(connection.target(profile, project, "owner")) as conn:
         conn.execute(f"UPDATE {table} SET preferences = %s WHERE username = %s", (Jsonb(prefs), username))
         conn.commit()
 
 
 def _row(profile: Profile, project: Project, username: str, table: str = "alpha_users"):
-    with connection.connect(connection.target(profile, project, "owner" if profile.hosted else "app")) as conn:
+    with connection.connect(connection.target(profile, project, "owner")) as conn:
         return conn.execute(f"SELECT email, preferences FROM {table} WHERE username = %s", (username,)).fetchone()
 
 
@@ -68,7 +68,7 @@ def test_export_is_a_self_describing_document_on_stdout_with_messages_on_stderr(
     assert document["payload"]["user"]["username"] == name and "password_hash" not in document["payload"]["user"]
     assert document["payload"]["preferences"] == HOSTILE
     assert len(document["checksum"]["value"]) == 64 and document["exported_at"]
-    with connection.connect(connection.target(profile, project, "app")) as conn:
+    with connection.connect(connection.target(profile, project, "owner")) as conn:
         events = conn.execute("SELECT checksum, environment FROM user_data_events WHERE username = %s AND event = 'export'",
                               (name,)).fetchall()
     assert events == [(document["checksum"]["value"], "alpha")]
@@ -97,12 +97,12 @@ def test_round_trip_alpha_to_tester_and_back_keeps_every_value(alpha_env, tester
     assert json.loads(again.stdout)["payload"]["preferences"] == HOSTILE
     assert json.loads(again.stdout)["source"]["environment"] == "tester"
     # Importing the same file twice changes nothing the second time.
-    with connection.connect(connection.target(t_profile, t_project, "app")) as conn:
+    with connection.connect(connection.target(t_profile, t_project, "owner")) as conn:
         before = conn.execute("SELECT updated_at FROM alpha_users WHERE username = %s", (name,)).fetchone()
         count = conn.execute("SELECT count(*) FROM user_data_events WHERE event = 'import'").fetchone()
     assert import_user_data.main(["--username", name, "--data", str(path), "--yes", "--env", "tester"]) == 0
     assert "already holds this data; nothing changed" in capsys.readouterr().out
-    with connection.connect(connection.target(t_profile, t_project, "app")) as conn:
+    with connection.connect(connection.target(t_profile, t_project, "owner")) as conn:
         assert conn.execute("SELECT updated_at FROM alpha_users WHERE username = %s", (name,)).fetchone() == before
         assert conn.execute("SELECT count(*) FROM user_data_events WHERE event = 'import'").fetchone() == count
         recorded = conn.execute("SELECT source_environment, checksum, actor FROM user_data_events "
@@ -177,7 +177,7 @@ def test_delete_exports_first_asks_and_can_be_undone_by_import(alpha_env, export
     assert _row(profile, project, name) is None
     saved = sorted((project.root / "private" / "deleted-users" / "alpha").glob(f"{name}-*.json"))
     assert len(saved) == 1 and stat.S_IMODE(saved[0].stat().st_mode) == 0o600
-    with connection.connect(connection.target(profile, project, "app")) as conn:
+    with connection.connect(connection.target(profile, project, "owner")) as conn:
         leftovers = conn.execute("SELECT count(*) FROM user_data_events WHERE username = %s", (name,)).fetchone()
         deletion = conn.execute("SELECT username, username_sha256 FROM user_data_events WHERE event = 'delete' "
                                 "ORDER BY id DESC LIMIT 1").fetchone()

@@ -90,7 +90,7 @@ def test_start_recovers_after_kill_9_and_keeps_the_data(project: Project) -> Non
     assert not state.running and state.stale_pid_file
     started = cluster.start(server, config_file=profile.source)
     assert started.running and started.pid != old_pid
-    with connection.connect(connection.target(profile, project, "app")) as conn:
+    with connection.connect(connection.target(profile, project, "owner")) as conn:
         assert conn.execute("SELECT username FROM alpha_users").fetchall() == [("alfy",)]
 
 
@@ -142,7 +142,7 @@ def test_stop_then_start_keeps_the_data(alpha_env) -> None:
     assert cluster.stop(server) is False
     assert not cluster.state(server).running
     cluster.start(server, config_file=profile.source)
-    with connection.connect(connection.target(profile, project, "app")) as conn:
+    with connection.connect(connection.target(profile, project, "owner")) as conn:
         assert conn.execute("SELECT count(*) FROM alpha_users WHERE username = 'alfy'").fetchone() == (1,)
 
 

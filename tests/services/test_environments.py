@@ -105,7 +105,7 @@ def test_teardown_refuses_protected_and_unconfirmed_then_removes_everything(proj
     with pytest.raises(ConfirmationRequired):
         environments.teardown_environment(profile, project, confirmed=False)
     assert cluster.state(server).running
-    with connection.connect(connection.target(profile, project, "app")) as conn:
+    with connection.connect(connection.target(profile, project, "owner")) as conn:
         conn.execute("UPDATE alpha_users SET notes = 'kept in the backup' WHERE username = 'tester123'")
         conn.commit()
     result = environments.teardown_environment(profile, project, confirmed=True)

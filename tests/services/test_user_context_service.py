@@ -12,7 +12,7 @@ from services.user_context_service import UserContextError, UserContextService, 
 
 
 def _set(profile, project, username: str, prefs_sql: str) -> None:
-    with connection.connect(connection.target(profile, project, "app")) as conn:
+    with connection.connect(connection.target(profile, project, "owner")) as conn:
         conn.execute(f"UPDATE alpha_users SET preferences = {prefs_sql} WHERE username = %s", (username,))
         conn.commit()
 
