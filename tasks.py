@@ -281,3 +281,9 @@ def delete_user(c, username, yes=False, env=None, debug=False):
 def accept_invitation(c, token, password_stdin=False, env=None, debug=False):
     """Set a production password with an invitation token (same as scripts/accept_invitation.py)."""
     _script_task("accept_invitation", _flags(token=token, password_stdin=password_stdin, env=env, debug=debug))
+
+
+@task(name="verify-isolation", help={"env": ENV_HELP, "debug": DEBUG_HELP})
+def verify_isolation(c, env=None, debug=False):
+    """Check that users and environments are isolated: exit 0 only when all checks hold."""
+    _script_task("test_user_data_isolation", _flags(env=env, debug=debug))

@@ -173,6 +173,15 @@ def build_rules(profiles: Sequence[Profile]) -> RuleSet:
     return RuleSet(tuple(rules.values()) + detectors, tuple(sources))
 
 
+def term_rules(terms: Sequence[AuditTerm], where: str) -> tuple[Rule, ...]:
+    """Return rules for extra terms (say, the users of an environment), deduplicated."""
+    rules: dict[str, Rule] = {}
+    for index, term in enumerate(terms):
+        rule = _term_rule(term, f"{where}[{index}]")
+        rules.setdefault(rule.id, rule)
+    return tuple(rules.values())
+
+
 def _term_rule(term: AuditTerm, where: str) -> Rule:
     text = " ".join(term.term.split())
     if not text or not any(ch.isalnum() for ch in text):

@@ -198,22 +198,32 @@ def _bootstrap_roles(admin: connection.Target, profile: Profile, secrets: dict[s
             changes.append(f"created database {dbname}")
 
 
-def _protect_bookkeeping(raw: psycopg.Connection) -> None:
+def _protect_bookkeeping(raw: psycopg.Connection, app_role: str) -> None:
     """The application role may read which environment and revision this is, never change them."""
     from psycopg import sql
 
     raw.execute(sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON piper_metadata, alembic_version FROM {}").format(
-        sql.Identifier(connection.ROLE_NAMES["app"])))
+        sql.Identifier(app_role)))
 
 
-def _grant_application_role(raw: psycopg.Connection) -> None:
-    """Let the application role use what the owner's migrations create (local servers only).
+def _application_role(profile: Profile, project: Project) -> str | None:
+    """Return the application role's name: piper_app locally; for a hosted database the user of
+    the URL in database.app_url_env, or None when the profile names no such URL."""
+    if not profile.hosted:
+        return connection.ROLE_NAMES["app"]
+    if not profile.database.app_url_env or not connection.secrets(project).get(profile.database.app_url_env):
+        return None
+    return connection.target(profile, project, "app").user or None
+
+
+def _grant_application_role(raw: psycopg.Connection, app_role: str) -> None:
+    """Let the application role use what the owner's migrations create.
 
     Runs in the migration's transaction, so a database is never migrated without its grants.
     """
     from psycopg import sql
 
-    app = sql.Identifier(connection.ROLE_NAMES["app"])
+    app = sql.Identifier(app_role)
     raw.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(app))
     raw.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}").format(app))
     raw.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {}").format(app))
@@ -232,12 +242,13 @@ def _migrate_and_stamp(owner: connection.Target, profile: Profile, project: Proj
         raw = sa_conn.connection.driver_connection
         # Re-check inside the transaction: another process may have stamped it meanwhile.
         stamp.check_stamp(raw, profile.name, owner.display(), allow_unstamped=True)
-        if not profile.hosted:
-            _grant_application_role(raw)
+        app_role = _application_role(profile, project)
+        if app_role is not None and app_role != owner.user:
+            _grant_application_role(raw, app_role)
         migrations.upgrade(sa_conn, project, "head")
         stamp.write_stamp(raw, profile.name)
-        if not profile.hosted:
-            _protect_bookkeeping(raw)
+        if app_role is not None and app_role != owner.user:
+            _protect_bookkeeping(raw, app_role)
     if current != head:
         changes.append(f"migrated {profile.database.name} from {current or 'empty'} to {head}")
     if found is None:

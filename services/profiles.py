@@ -42,6 +42,7 @@ class Database:
     bin_dir: str | None = None
     listen_addresses: str = "127.0.0.1"
     url_env: str | None = None
+    app_url_env: str | None = None
     sslmode: str = "verify-full"
     sslrootcert: str | None = None
 
@@ -275,6 +276,7 @@ _TYPES: dict[tuple[str, str], Any] = {
     ("Database", "bin_dir"): "optional_str",
     ("Database", "listen_addresses"): str,
     ("Database", "url_env"): "optional_str",
+    ("Database", "app_url_env"): "optional_str",
     ("Database", "sslmode"): str,
     ("Database", "sslrootcert"): "optional_str",
     ("SetupStep", "script"): str,

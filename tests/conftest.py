@@ -190,12 +190,13 @@ def tester(other_project: Project) -> tuple[Profile, Project]:
 
 
 @pytest.fixture(scope="session")
-def hosted(other_project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Profile, Project, str]]:
+def hosted(other_project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Profile, Project, dict[str, str]]]:
     """A stand-in for hosted production: the dev server of the second shared project behind a TLS front
     (tests/tls_proxy.py, with a self-signed certificate made here), reached through
     $PIPER_PRODUCTION_DATABASE_URL with sslmode=verify-full, and set up as production.
 
-    Yields (production profile, project, URL); tests set the URL in their own environment.
+    Yields (production profile, project, {variable: URL}) for the owner's and the application's
+    URLs; tests set them in their own environment.
     """
     from services import envfile
     from services.database import connection
@@ -213,25 +214,32 @@ def hosted(other_project: Project, tmp_path_factory: pytest.TempPathFactory) -> 
     with connection.connect(admin, autocommit=True) as conn:
         conn.execute("CREATE DATABASE piper_production OWNER piper_owner")
     proxy = TLSProxy(("127.0.0.1", server.port), certs / "server.crt", certs / "server.key", free_port())
-    secret = envfile.read(project.env_file)["PIPER_DEV_OWNER_PASSWORD"]
-    url = (f"postgresql://piper_owner:{secret}@localhost:{proxy.port}/piper_production"
-           f"?sslrootcert={certs / 'server.crt'}")
+    secrets = envfile.read(project.env_file)
+    tail = f"@localhost:{proxy.port}/piper_production?sslrootcert={certs / 'server.crt'}"
+    urls = {
+        "PIPER_PRODUCTION_DATABASE_URL": f"postgresql://piper_owner:{secrets['PIPER_DEV_OWNER_PASSWORD']}{tail}",
+        "PIPER_PRODUCTION_APP_DATABASE_URL": f"postgresql://piper_app:{secrets['PIPER_DEV_APP_PASSWORD']}{tail}",
+    }
     production = load_profile("production", project)
-    old = os.environ.get("PIPER_PRODUCTION_DATABASE_URL")
-    os.environ["PIPER_PRODUCTION_DATABASE_URL"] = url
+    saved = {key: os.environ.get(key) for key in urls}
+    os.environ.update(urls)
     try:
         environments.setup_environment(production, project, allow_branch_mismatch=True)
     finally:
-        if old is None:
-            os.environ.pop("PIPER_PRODUCTION_DATABASE_URL", None)
-    yield production, project, url
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    yield production, project, urls
     proxy.close()
 
 
 @pytest.fixture
 def production_env(hosted, monkeypatch: pytest.MonkeyPatch) -> tuple[Profile, Project]:
     """Hosted production (TLS), selected for this test through $PIPER_ROOT and its URL variable."""
-    profile, project, url = hosted
+    profile, project, urls = hosted
     monkeypatch.setenv("PIPER_ROOT", str(project.root))
-    monkeypatch.setenv("PIPER_PRODUCTION_DATABASE_URL", url)
+    for key, url in urls.items():
+        monkeypatch.setenv(key, url)
     return profile, project

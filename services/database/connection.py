@@ -85,7 +85,7 @@ def target(profile: Profile, project: Project, role: Role = "app", *, dbname: st
     """Return how to connect to the environment's database as the given role."""
     known = secrets(project)
     if profile.hosted:
-        return _hosted_target(profile, known)
+        return _hosted_target(profile, known, role)
     key = password_key(profile.name, role)
     password = known.get(key)
     if not password:
@@ -101,11 +101,18 @@ def target(profile: Profile, project: Project, role: Role = "app", *, dbname: st
                   ROLE_NAMES[role], password)
 
 
-def _hosted_target(profile: Profile, known: dict[str, str]) -> Target:
+def _hosted_target(profile: Profile, known: dict[str, str], role: Role) -> Target:
+    """The hosted database's URL: the application role's (database.app_url_env) for "app", the
+    owner's (database.url_env) otherwise. TLS is required whatever the URL says."""
     from psycopg import ProgrammingError
     from psycopg.conninfo import conninfo_to_dict
 
     variable = profile.database.url_env or ""
+    if role == "app":
+        if not profile.database.app_url_env:
+            raise UsageError(f"environment {profile.name!r} names no application role URL; set database.app_url_env "
+                             f"in {profile.source} (the owner's URL bypasses row-level security)")
+        variable = profile.database.app_url_env
     url = known.get(variable)
     if not url:
         raise UsageError(f"environment {profile.name!r} is hosted and {variable} is not set; put its URL in .env or the shell")
