@@ -290,6 +290,7 @@ def environment_lock(profile: Profile, project: Project, timeout: float = LOCK_T
     from filelock import FileLock, Timeout
 
     project.data_root.mkdir(mode=0o700, exist_ok=True)
+    project.data_root.chmod(0o700)  # data and secrets: closed to other accounts, whatever made it
     lock = FileLock(str(project.data_root / f".{profile.name}.lock"))
     try:
         lock.acquire(timeout=timeout)

@@ -14,7 +14,8 @@ from services.project import Project
 from tests.conftest import INVOKE, REPO, cli_env, run_cli
 
 TASKS = ["accept-invitation", "audit-piper-md", "backup-config", "create-user", "db-start", "db-stop", "delete-user",
-         "export-user", "import-user", "migrate-personal-data", "restore-config", "setup", "status", "teardown"]
+         "export-user", "import-user", "migrate-personal-data", "restore-config", "setup", "status", "teardown",
+         "verify-isolation"]
 
 
 def test_invoke_list_shows_every_task_with_help_and_loads_no_database_code() -> None:
