@@ -19,7 +19,7 @@ from pathlib import Path
 
 from services import audit
 from services.errors import PersonalDataRefused, PiperError, UsageError
-from services.files import write_atomic
+from services.files import fsync_directory, write_atomic
 from services.profiles import Rotation
 from services.project import Project
 from services.rotation import RotationPlan, plan_rotation
@@ -208,7 +208,7 @@ def _write_new(directory: Path, content: bytes, now: datetime, private: bool) ->
                 if _same(target, content):
                     return None
                 continue
-            _sync_directory(directory)
+            fsync_directory(directory)
             return Backup(target, _taken(name) or now, len(content), private)
         raise PiperError(f"{directory / _names(now)[1]} already exists with other content; wait a second and rerun")
     finally:
@@ -216,17 +216,6 @@ def _write_new(directory: Path, content: bytes, now: datetime, private: bool) ->
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
-
-
-def _sync_directory(directory: Path) -> None:
-    # The new name is durable only once the directory entry reaches the disk.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _remove(drop: list[Backup]) -> tuple[Path, ...]:

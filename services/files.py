@@ -29,11 +29,11 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
         except FileNotFoundError:
             pass
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
-def _fsync_directory(directory: Path) -> None:
-    # The rename is durable only once the directory entry itself reaches the disk.
+def fsync_directory(directory: Path) -> None:
+    """Flush a directory entry to disk: a rename or a new link is durable only after this."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

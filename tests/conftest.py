@@ -133,6 +133,17 @@ def run_cli(argv: list[str], project: Project, *, input: str | None = None, **ex
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(REPO)]
 
 
+def fake_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profile_yaml: str, piper_md: str) -> Path:
+    """Make a database-free project in tmp_path with one fake profile and a PIPER.md; select it."""
+    (tmp_path / "environments").mkdir()
+    (tmp_path / "config").mkdir()
+    (tmp_path / "environments" / "fake.yaml").write_text(profile_yaml)
+    (tmp_path / "config" / "PIPER.md").write_text(piper_md)
+    monkeypatch.setenv("PIPER_ROOT", str(tmp_path))
+    monkeypatch.delenv("PIPER_ENV", raising=False)
+    return tmp_path
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the developer's selection and secrets out of every test."""

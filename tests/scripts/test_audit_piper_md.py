@@ -12,6 +12,7 @@ import pytest
 
 from scripts import audit_piper_md
 from services.project import CODE_ROOT
+from tests.conftest import fake_root
 
 FAKE_PROFILE = """\
 name: fake
@@ -27,13 +28,7 @@ audit:
 
 @pytest.fixture
 def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "environments").mkdir()
-    (tmp_path / "config").mkdir()
-    (tmp_path / "environments" / "fake.yaml").write_text(FAKE_PROFILE)
-    (tmp_path / "config" / "PIPER.md").write_text("# generic\nAvailable, relevant, private.\n")
-    monkeypatch.setenv("PIPER_ROOT", str(tmp_path))
-    monkeypatch.delenv("PIPER_ENV", raising=False)
-    return tmp_path
+    return fake_root(tmp_path, monkeypatch, FAKE_PROFILE, "# generic\nAvailable, relevant, private.\n")
 
 
 def test_clean_exit_0(root: Path, capsys: pytest.CaptureFixture[str]) -> None:

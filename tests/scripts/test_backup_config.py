@@ -11,6 +11,7 @@ import pytest
 
 from scripts import backup_config, restore_config
 from services.project import CODE_ROOT
+from tests.conftest import fake_root
 
 FAKE_PROFILE = """\
 name: fake
@@ -26,13 +27,7 @@ audit:
 
 @pytest.fixture
 def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "environments").mkdir()
-    (tmp_path / "config").mkdir()
-    (tmp_path / "environments" / "fake.yaml").write_text(FAKE_PROFILE)
-    (tmp_path / "config" / "PIPER.md").write_text("# generic\n")
-    monkeypatch.setenv("PIPER_ROOT", str(tmp_path))
-    monkeypatch.delenv("PIPER_ENV", raising=False)
-    return tmp_path
+    return fake_root(tmp_path, monkeypatch, FAKE_PROFILE, "# generic\n")
 
 
 def _backups(root: Path) -> list[str]:

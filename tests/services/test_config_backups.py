@@ -13,6 +13,7 @@ from services import config_backups
 from services.errors import PersonalDataRefused, UsageError
 from services.profiles import Rotation
 from services.project import Project
+from tests.conftest import fake_root
 
 FAKE_PROFILE = """\
 name: fake
@@ -28,13 +29,7 @@ DAY = datetime(2025, 3, 14, 9, 30, 0)
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    (tmp_path / "environments").mkdir()
-    (tmp_path / "config").mkdir()
-    (tmp_path / "environments" / "fake.yaml").write_text(FAKE_PROFILE)
-    (tmp_path / "config" / "PIPER.md").write_text("# generic v1\n")
-    monkeypatch.setenv("PIPER_ROOT", str(tmp_path))
-    monkeypatch.delenv("PIPER_ENV", raising=False)
-    return Project(tmp_path)
+    return Project(fake_root(tmp_path, monkeypatch, FAKE_PROFILE, "# generic v1\n"))
 
 
 def _names(project: Project) -> list[str]:
