@@ -140,7 +140,7 @@ def user_data_connection(profile: Profile, project: Project, *, acting_user: str
     """
     from services import stamp
 
-    where = connection.target(profile, project, "owner" if profile.hosted else role)
+    where = connection.target(profile, project, role)
     with connection.connect(where) as conn:
         stamp.check_stamp(conn, profile.name, where.display())
         with conn.transaction():

@@ -21,7 +21,6 @@ from services.project import Project
 if TYPE_CHECKING:
     import psycopg
     from sqlalchemy.engine import Engine
-    from sqlalchemy.orm import Session
 
 Role = Literal["admin", "owner", "app"]
 
@@ -171,21 +170,3 @@ def engine(where: Target) -> Iterator[Engine]:
     finally:
         eng.dispose()
 
-
-@contextmanager
-def session(profile: Profile, project: Project, role: Role = "app") -> Iterator[Session]:
-    """Yield an ORM session on the environment's database after checking its environment stamp.
-
-    The session runs in one transaction: it commits when the block ends normally and rolls back
-    when it raises, so no caller can leave half a change behind.
-    """
-    from sqlalchemy.orm import Session
-
-    from services import stamp
-
-    where = target(profile, project, role)
-    with connect(where) as probe:
-        stamp.check_stamp(probe, profile.name, where.display())
-    with engine(where) as eng, Session(eng, expire_on_commit=False) as db:
-        with db.begin():
-            yield db
