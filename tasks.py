@@ -123,6 +123,8 @@ def status(c, json_=False, debug=False):
     for r in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
     for row in rows:
+        if row.last_backup:
+            print(f"{row.name}: last backup {row.last_backup}")
         if row.problem:
             print(f"{row.name}: {row.problem}", file=sys.stderr)
 

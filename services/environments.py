@@ -68,6 +68,8 @@ class EnvironmentStatus:
     branch_expected: str
     branch_current: str | None
     problem: str | None
+    last_backup: str | None = None
+    """The newest database backup in backups/<env>/, if any."""
 
 
 def check_branch(profile: Profile, project: Project, *, allow_mismatch: bool) -> str | None:
@@ -389,7 +391,12 @@ def _status(profile: Profile, project: Project, head: str, branch: str | None, s
                 facts.update(_database_facts(connection.target(profile, project, "owner", socket_dir=str(server.socket_dir))))
     except PiperError as exc:
         facts["problem"] = str(exc)
-    return EnvironmentStatus(location=location, **base, **facts)  # type: ignore[arg-type]
+    return EnvironmentStatus(location=location, last_backup=_last_backup(profile, project), **base, **facts)  # type: ignore[arg-type]
+
+
+def _last_backup(profile: Profile, project: Project) -> str | None:
+    archives = sorted((project.root / "backups" / profile.name).glob("*.dump"))
+    return str(archives[-1]) if archives else None
 
 
 def _database_facts(target: connection.Target) -> dict[str, object]:

@@ -87,6 +87,9 @@ def test_teardown_asks_refuses_protected_and_removes_with_yes(project: Project) 
     assert protected.returncode == 1 and "is protected" in protected.stderr
     removed = run_cli([*INVOKE, "teardown", "--env", "tester", "--yes"], project)
     assert removed.returncode == 0, removed.stderr
+    assert "tester: database backed up to " in removed.stdout
+    rows = {row["name"]: row for row in json.loads(run_cli([*INVOKE, "status", "--json"], project).stdout)}
+    assert rows["tester"]["last_backup"] and rows["tester"]["last_backup"] in removed.stdout
     assert not data.exists() and not data.is_symlink()
     assert "PIPER_TESTER_ADMIN_PASSWORD" not in envfile.read(project.env_file)
 
