@@ -219,6 +219,11 @@ def migrate_personal_data(profile: Profile, project: Project, username: str, dat
                 f"(personal_data.data_file in {profile.source}); pass --data-file FILE or --skip-migration"
             )
         path = project.root / profile.personal_data.data_file
+        if not path.exists():
+            raise UsageError(
+                f"{path} (personal_data.data_file of {profile.name}) does not exist; put the personal-data file "
+                f"there (shape in docs/USER_DATA.md), or pass --data-file FILE"
+            )
     document = user_data.load_personal_data(path, username)
     source = _display_path(path, project)
     table = table_for(profile)
