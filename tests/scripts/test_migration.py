@@ -141,3 +141,15 @@ def test_migrate_script_runs_as_a_subprocess(alpha_env, fake_user, tmp_path) -> 
     result = run_cli([sys.executable, "scripts/migrate_personal_data.py", "--username", fake_user, "--data-file",
                       str(data), "--env", "alpha"], project)
     assert result.returncode == 0 and f"into {fake_user} in alpha (added: tone)" in result.stdout, result.stderr
+
+
+def test_dev_setup_without_the_pms_data_file_says_what_to_put_where(project, capsys) -> None:
+    from services.errors import PiperError
+    from services.profiles import load_profile
+    from tests.conftest import set_up
+
+    (project.root / "private" / "dev_user_data.json").unlink()
+    with pytest.raises(PiperError, match="setup step `migrate_personal_data --username xian --env dev` failed"):
+        set_up(load_profile("dev", project), project)
+    err = capsys.readouterr().err
+    assert "personal_data.data_file of dev) does not exist; put the personal-data file there" in err
