@@ -18,7 +18,10 @@ Nothing here touches a database. Two documents are defined:
        "payload": {"user": {...}, "preferences": {...}, "learning_data": ..., "keys": null},
        "checksum": {"algorithm": "sha256", "value": "<hex>"}}
 
-  The checksum is the SHA-256 of the payload's canonical JSON (sorted keys, no spaces, UTF-8).
+  The checksum is the SHA-256 of the payload exactly as its bytes stand in the file. The payload is
+  written by PostgreSQL itself (`jsonb::text`, whose key order and spacing are fixed), so export
+  never re-serialises megabytes of preferences in Python; any change to those bytes, including
+  reformatting the file, makes the import refuse it.
 
 Merging is a deep merge: where both sides hold an object, keys merge recursively; anywhere else
 the incoming value wins (lists are replaced, not concatenated; null is a value, not a deletion).
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,8 @@ class ExportDocument:
     learning_data: Any
     keys: list[str] | None
     checksum: str
+    #: The payload's JSON text as exported, for writing it without serialising it again.
+    payload_text: str = field(default="", repr=False)
 
 
 def deep_merge(base: Any, incoming: Any) -> Any:
@@ -104,6 +109,10 @@ def check_storable(value: Any, where: str = "$") -> None:
 
     The error names the JSON path of the first bad value, e.g. `$.preferences.notes[3]`.
     """
+    _walk_storable(value, where)
+
+
+def _walk_storable(value: Any, where: str) -> None:
     stack: list[tuple[Any, str, int]] = [(value, where, 0)]
     while stack:
         item, path, depth = stack.pop()
@@ -154,13 +163,27 @@ def load_personal_data(path: Path, username: str) -> PersonalDataFile:
     return PersonalDataFile(path, owner, preferences, display_name, learning_data, sha256_hex(raw))
 
 
-def build_export(*, environment: str, database: str, schema_revision: str | None, user: dict[str, Any],
-                 preferences: dict[str, Any], learning_data: Any, keys: list[str] | None) -> tuple[bytes, str]:
-    """Return the export document (bytes) and the checksum of its payload."""
-    if keys is not None:
-        preferences = {key: preferences[key] for key in keys if key in preferences}
-    payload = {"user": user, "preferences": preferences, "learning_data": learning_data, "keys": keys}
-    body = canonical_json(payload)
+def payload_sql(table: str, fields: tuple[str, ...], with_learning_data: bool) -> str:
+    """Return the SELECT that makes PostgreSQL write a user's export payload as JSON text.
+
+    Parameters: the username, then the preference keys to keep (NULL for all of them).
+    """
+    user = ", ".join(f"'{name}', {name}" for name in fields)
+    learning = "learning_data" if with_learning_data else "NULL::jsonb"
+    return (
+        "SELECT id, jsonb_build_object("
+        f"'user', jsonb_build_object({user}), "
+        "'preferences', CASE WHEN %(keys)s::text[] IS NULL THEN preferences ELSE "
+        "(SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) FROM jsonb_each(preferences) "
+        "WHERE key = ANY(%(keys)s::text[])) END, "
+        f"'learning_data', {learning}, 'keys', to_jsonb(%(keys)s::text[]))::text "
+        f"FROM {table} WHERE username = %(username)s"
+    )
+
+
+def build_export(*, environment: str, database: str, schema_revision: str | None, payload: str) -> tuple[bytes, str]:
+    """Return the export document (bytes) around a payload's JSON text, and the payload's checksum."""
+    body = payload.encode("utf-8")
     checksum = sha256_hex(body)
     envelope = {
         "format": FORMAT,
@@ -170,25 +193,50 @@ def build_export(*, environment: str, database: str, schema_revision: str | None
     }
     head = json.dumps(envelope, ensure_ascii=False, indent=1)[:-2]  # drop the closing "\n}"
     tail = json.dumps({"algorithm": "sha256", "value": checksum})
-    # The payload is embedded as the very bytes that were hashed: one serialisation of 10 MB, not two.
-    document = head.encode("utf-8") + b',\n "payload": ' + body + b',\n "checksum": ' + tail.encode() + b"\n}\n"
+    document = head.encode("utf-8") + _PAYLOAD_KEY + body + b',\n "checksum": ' + tail.encode() + b"\n}\n"
     return document, checksum
+
+
+_PAYLOAD_KEY = b',\n "payload": '
 
 
 def parse_export(raw: bytes, origin: str) -> ExportDocument:
     """Verify an export document's format, version and checksum, and return what it carries."""
-    document = _parse_json(raw, origin)
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserDataError(f"{origin} is not UTF-8 text; save it as UTF-8 JSON") from None
+    start = text.find(_PAYLOAD_KEY.decode())
+    if start < 0:
+        document = _parse_json(raw, origin)  # says what is wrong: not JSON, cut short, or not ours
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            raise UserDataError(f"{origin} is not a piper-ops user export (no \"format\": \"{FORMAT}\"); "
+                                "pass a file made by export_user_data.py")
+        raise UserDataError(f"{origin} was reformatted or changed after export (its payload is not where export "
+                            "wrote it); export the user again")
+    begin = start + len(_PAYLOAD_KEY)
+    while text[begin:begin + 1] in (" ", "\n", "\r", "\t"):  # spacing around the payload is not part of it
+        begin += 1
+    try:
+        payload, end = json.JSONDecoder(parse_constant=_no_constant).raw_decode(text, begin)
+        envelope = json.loads(text[:begin] + "null" + text[end:])
+    except json.JSONDecodeError as exc:
+        raise UserDataError(f"{origin} is not valid JSON at line {exc.lineno} column {exc.colno} (the file looks cut "
+                            "short or damaged); export the user again") from None
+    except RecursionError:
+        raise UserDataError(f"{origin} nests too deeply to read; flatten the data") from None
+    if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
         raise UserDataError(f"{origin} is not a piper-ops user export (no \"format\": \"{FORMAT}\"); pass a file made by export_user_data.py")
-    version = document.get("format_version")
+    version = envelope.get("format_version")
     if version != FORMAT_VERSION:
         raise UserDataError(f"{origin} has format_version {version!r}; this piper-ops reads version {FORMAT_VERSION}")
-    payload, checksum, source = document.get("payload"), document.get("checksum"), document.get("source")
+    checksum, source = envelope.get("checksum"), envelope.get("source")
     if not isinstance(payload, dict) or not isinstance(checksum, dict) or not isinstance(source, dict):
         raise UserDataError(f"{origin} lacks its payload, checksum or source; export the user again")
     if checksum.get("algorithm") != "sha256" or not isinstance(checksum.get("value"), str):
         raise UserDataError(f"{origin}: $.checksum must be a sha256 value; export the user again")
-    actual = sha256_hex(canonical_json(payload))
+    payload_text = text[begin:end]
+    actual = sha256_hex(payload_text.encode("utf-8"))
     if actual != checksum["value"]:
         raise UserDataError(f"{origin} does not match its checksum: it was changed or damaged after export; export the user again")
     user, preferences = payload.get("user"), payload.get("preferences")
@@ -196,11 +244,12 @@ def parse_export(raw: bytes, origin: str) -> ExportDocument:
         raise UserDataError(f"{origin}: $.payload.user must hold a username and an email")
     if not isinstance(preferences, dict):
         raise UserDataError(f"{origin}: $.payload.preferences must be a JSON object")
-    check_storable(preferences, "$.payload.preferences")
-    check_storable(payload.get("learning_data"), "$.payload.learning_data")
+    if "\\u0000" in payload_text:  # the only way a NUL can stand in JSON text; walk only then
+        _walk_storable(preferences, "$.payload.preferences")
+        _walk_storable(payload.get("learning_data"), "$.payload.learning_data")
     keys = payload.get("keys")
     return ExportDocument(
-        exported_at=str(document.get("exported_at", "")),
+        exported_at=str(envelope.get("exported_at", "")),
         source_environment=str(source.get("environment", "")),
         source_database=str(source.get("database", "")),
         schema_revision=source.get("schema_revision"),
@@ -209,7 +258,12 @@ def parse_export(raw: bytes, origin: str) -> ExportDocument:
         learning_data=payload.get("learning_data"),
         keys=list(keys) if isinstance(keys, list) else None,
         checksum=actual,
+        payload_text=payload_text,
     )
+
+
+def _no_constant(name: str) -> Any:
+    raise UserDataError(f"the data holds {name}, which JSON does not allow and PostgreSQL cannot store; fix the data")
 
 
 def changed_keys(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[str]]:

@@ -11,6 +11,7 @@ megabytes of JSON, and these paths stay within a small factor of psql fetching t
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 import uuid
@@ -258,26 +259,27 @@ def migrate_personal_data(profile: Profile, project: Project, username: str, dat
 
 
 def export_user(profile: Profile, project: Project, username: str, keys: list[str] | None = None) -> tuple[bytes, str]:
-    """Return one user's export document (bytes) and its checksum; the export is recorded."""
+    """Return one user's export document (bytes) and its checksum; the export is recorded.
+
+    PostgreSQL writes the payload's JSON itself: megabytes of preferences go from the row to the
+    file without being parsed and serialised again in Python.
+    """
     from services import migrations
 
     validate_username(username)
     table = table_for(profile)
-    fields = _FIELDS[table]
-    columns = ", ".join(("id", *fields, "preferences", *(("learning_data",) if table == "alpha_users" else ())))
     with user_data_connection(profile, project, acting_user=username) as conn:
-        row = _user_row(conn, profile, username, columns)
-        revision = migrations.current_revision(conn)
+        row = _user_row(conn, profile, username, "id, array(SELECT jsonb_object_keys(preferences)) AS keys")
         if keys is not None:
-            missing = [k for k in keys if k not in row["preferences"]]
+            missing = [k for k in keys if k not in row["keys"]]
             if missing:
-                raise UsageError(
-                    f"user {username!r} has no preference key {missing[0]!r}; keys: {', '.join(sorted(row['preferences']))}"
-                )
-        user = {name: _jsonable(row[name]) for name in fields}
+                raise UsageError(f"user {username!r} has no preference key {missing[0]!r}; keys: {', '.join(sorted(row['keys']))}")
+        query = user_data.payload_sql(table, _FIELDS[table], with_learning_data=table == "alpha_users")
+        found = conn.execute(query, {"username": username, "keys": keys}).fetchone()
+        assert found is not None  # the row was locked in by _user_row in this transaction
+        revision = migrations.current_revision(conn)
         document, checksum = user_data.build_export(
-            environment=profile.name, database=profile.database.name, schema_revision=revision, user=user,
-            preferences=row["preferences"], learning_data=row.get("learning_data"), keys=keys)
+            environment=profile.name, database=profile.database.name, schema_revision=revision, payload=found[1])
         record_event(conn, profile, "export", user_id=row["id"], username=username, checksum=checksum,
                      details={"keys": keys, "bytes": len(document)})
     return document, checksum
@@ -356,14 +358,16 @@ def apply_import(profile: Profile, project: Project, plan: ImportPlan, *, outbox
         user = plan.document.user
         if plan.action == "create":
             names = ["username", "email", "display_name", "preferences"]
-            values: list[Any] = [plan.username, plan.email, user.get("display_name"), Jsonb(plan.preferences)]
+            values: list[Any] = [plan.username, plan.email, user.get("display_name"), _Payload(plan.document.payload_text)]
             if plan.table == "alpha_users":
                 names += ["is_active", "is_verified", "alpha_wave", "notes", "learning_data"]
                 values += [bool(user.get("is_active", True)), bool(user.get("is_verified", False)), user.get("alpha_wave"),
                            user.get("notes"), Jsonb(plan.learning_data) if plan.learning_data is not None else None]
+            placeholders = [sql.SQL("(%s::jsonb)->'preferences'") if isinstance(v, _Payload) else sql.Placeholder()
+                            for v in values]
             created = conn.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING id").format(
-                table, sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join(sql.Placeholder() * len(names))),
-                values).fetchone()
+                table, sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join(placeholders)),
+                [str(v) if isinstance(v, _Payload) else v for v in values]).fetchone()
             assert created is not None
             user_id = created[0]
             if profile.hosted:
@@ -418,6 +422,10 @@ def delete_user(profile: Profile, project: Project, username: str, *, confirmed:
     return path, checksum
 
 
+class _Payload(str):
+    """An export's payload as JSON text: PostgreSQL parses it once, Python never serialises it again."""
+
+
 def record_event(conn: psycopg.Connection, profile: Profile, event: str, *, user_id: uuid.UUID | None,
                  username: str | None, source: str | None = None, source_environment: str | None = None,
                  checksum: str | None = None, details: dict[str, Any] | None = None,
@@ -464,16 +472,15 @@ def _display_path(path: Path, project: Project) -> str:
         return resolved.name
 
 
-def _jsonable(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
 def _no_changes() -> dict[str, list[str]]:
     return {"added": [], "changed": [], "removed": []}
 
 
 def dumps_summary(changes: dict[str, list[str]]) -> str:
     """Return a one-line summary of changed top-level keys, e.g. `added: a, b; changed: c`."""
-    parts = [f"{kind}: {', '.join(keys)}" for kind, keys in changes.items() if keys]
+    def _shown(key: str) -> str:
+        return key if key.isprintable() and "," not in key else json.dumps(key, ensure_ascii=False)
+
+    parts = [f"{kind}: {', '.join(map(_shown, keys))}" for kind, keys in changes.items() if keys]
     return "; ".join(parts) if parts else "no changes"
 

@@ -140,7 +140,9 @@ def test_import_asks_and_dry_run_writes_nothing(alpha_env, tester, exported, cap
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda raw: raw.replace(b'"nulls":null', b'"nulls":1'), "does not match its checksum"),
+        (lambda raw: raw.replace(b'"nulls": null', b'"nulls": 1', 1), "does not match its checksum"),
+        (lambda raw: raw.replace(b'"nested": [1', b'"nested": [ 1', 1), "does not match its checksum"),
+        (lambda raw: raw.replace(b',\n "payload": ', b', "payload": ', 1), "reformatted or changed after export"),
         (lambda raw: raw[: len(raw) * 2 // 3], "not valid JSON"),
         (lambda raw: b'{"format": "something-else"}', "is not a piper-ops user export"),
         (lambda raw: b"\xff\xfe not text", "is not UTF-8"),
@@ -152,6 +154,7 @@ def test_tampered_truncated_or_foreign_files_are_refused(alpha_env, tester, expo
     monkeypatch.setenv("PIPER_ROOT", str(t_project.root))
     bad = tmp_path / "bad.json"
     bad.write_bytes(damage(path.read_bytes()))
+    assert bad.read_bytes() != path.read_bytes()
     assert import_user_data.main(["--username", name, "--data", str(bad), "--yes", "--env", "tester"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1

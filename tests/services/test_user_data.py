@@ -61,13 +61,14 @@ def test_missing_and_deeply_nested_files_are_refused(tmp_path: Path) -> None:
 
 
 def test_export_document_verifies_and_detects_tampering_and_truncation() -> None:
-    document, checksum = user_data.build_export(
-        environment="alpha", database="piper_alpha", schema_revision="0002",
-        user={"username": "fake.user", "email": "fake.user@example.invalid"},
-        preferences={"ünïcode": "✓", "nested": [1, [2, None]], "a.b": {"qu\"ote": 1.5}}, learning_data=None, keys=None)
+    preferences = {"ünïcode": "✓", "nested": [1, [2, None]], "a.b": {"qu\"ote": 1.5}}
+    payload = json.dumps({"user": {"username": "fake.user", "email": "fake.user@example.invalid"},
+                          "preferences": preferences, "learning_data": None, "keys": None}, ensure_ascii=False)
+    document, checksum = user_data.build_export(environment="alpha", database="piper_alpha", schema_revision="0002",
+                                                payload=payload)
     parsed = user_data.parse_export(document, "doc.json")
     assert parsed.checksum == checksum == json.loads(document)["checksum"]["value"]
-    assert parsed.preferences == {"ünïcode": "✓", "nested": [1, [2, None]], "a.b": {"qu\"ote": 1.5}}
+    assert parsed.preferences == preferences and parsed.payload_text == payload
     assert parsed.source_environment == "alpha" and parsed.schema_revision == "0002"
     tampered = document.replace("✓".encode(), "x".encode())
     with pytest.raises(UserDataError, match="does not match its checksum"):
@@ -76,16 +77,11 @@ def test_export_document_verifies_and_detects_tampering_and_truncation() -> None
         user_data.parse_export(document[: len(document) // 2], "doc.json")
     with pytest.raises(UserDataError, match="is not a piper-ops user export"):
         user_data.parse_export(json.dumps({"users": []}).encode(), "doc.json")
-    newer = json.loads(document)
-    newer["format_version"] = 99
     with pytest.raises(UserDataError, match="format_version 99"):
-        user_data.parse_export(json.dumps(newer).encode(), "doc.json")
-
-
-def test_selected_keys_export_only_those_keys() -> None:
-    document, _ = user_data.build_export(
-        environment="alpha", database="piper_alpha", schema_revision=None,
-        user={"username": "fake.user", "email": "fake.user@example.invalid"},
-        preferences={"a": 1, "b": 2, "c": 3}, learning_data=None, keys=["a", "c"])
-    parsed = user_data.parse_export(document, "doc.json")
-    assert parsed.preferences == {"a": 1, "c": 3} and parsed.keys == ["a", "c"]
+        user_data.parse_export(document.replace(b'"format_version": 1', b'"format_version": 99'), "doc.json")
+    with pytest.raises(UserDataError, match="holds NaN"):
+        user_data.parse_export(document.replace(b'"nested": [1', b'"nested": [NaN'), "doc.json")
+    nul = user_data.build_export(environment="alpha", database="d", schema_revision=None,
+                                 payload=payload.replace("✓", "\\u0000"))[0]
+    with pytest.raises(UserDataError, match=r"\$\.payload\.preferences\.ünïcode holds a NUL character"):
+        user_data.parse_export(nul, "doc.json")
