@@ -218,12 +218,12 @@ def restore_config(c, date, private=False, env=None, debug=False):
     "staged": "scan the staged content of PIPER.md and its backups (as the pre-commit hook does)",
     "format": "output format: text, json or sarif",
     "allowlist": "file of accepted findings (default: config/audit-allowlist.yaml)",
-    "debug": DEBUG_HELP,
+    "env": ENV_HELP, "debug": DEBUG_HELP,
 })
-def audit_piper_md(c, all=False, history=False, staged=False, format="text", allowlist=None, debug=False):
+def audit_piper_md(c, all=False, history=False, staged=False, format="text", allowlist=None, env=None, debug=False):
     """Audit config/PIPER.md and its backups for personal data: exit 0 clean, 1 found, 2 could not run."""
     _script_task("audit_piper_md", _flags(all=all, history=history, staged=staged, format=format,
-                                          allowlist=allowlist, debug=debug))
+                                          allowlist=allowlist, env=env, debug=debug))
 
 
 @task(name="migrate-personal-data", help={

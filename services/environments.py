@@ -162,7 +162,7 @@ def _ensure_secrets(profile: Profile, project: Project, *, initialized: bool, ch
         raise UsageError(
             f"{profile.database.data_dir} exists but {project.env_file} holds no "
             f"{connection.password_key(profile.name, 'admin')}; restore .env from your backup, "
-            f"or run `invoke teardown --env {profile.name}` to start over"
+            f"or run `invoke teardown --env {profile.name}` to start over (it keeps a copy of the files in backups/)"
         )
     created = {role: value or token_source.token_urlsafe(32) for role, value in found.items()}
     # The passwords reach .env before the server exists, so a crash can never leave a server
@@ -234,28 +234,46 @@ def _grant_application_role(raw: psycopg.Connection, app_role: str) -> None:
 
 def _migrate_and_stamp(owner: connection.Target, profile: Profile, project: Project, changes: list[str]) -> str:
     head = migrations.head_revision(project)
+    app_role = _application_role(profile, project)
+    if app_role == owner.user:
+        app_role = None
     with connection.connect(owner) as conn:
         found = stamp.check_stamp(conn, profile.name, owner.display(), allow_unstamped=True)
         current = migrations.current_revision(conn)
+        limits_hold = app_role is None or current is None or _application_limits_hold(conn, app_role)
         conn.rollback()
-    if found == profile.name and current == head:
+    if found == profile.name and current == head and limits_hold:
         return head
     with connection.engine(owner) as eng, eng.begin() as sa_conn:
         raw = sa_conn.connection.driver_connection
         # Re-check inside the transaction: another process may have stamped it meanwhile.
         stamp.check_stamp(raw, profile.name, owner.display(), allow_unstamped=True)
-        app_role = _application_role(profile, project)
-        if app_role is not None and app_role != owner.user:
+        if app_role is not None:
             _grant_application_role(raw, app_role)
         migrations.upgrade(sa_conn, project, "head")
         stamp.write_stamp(raw, profile.name)
-        if app_role is not None and app_role != owner.user:
+        if app_role is not None:
             _protect_bookkeeping(raw, app_role)
     if current != head:
         changes.append(f"migrated {profile.database.name} from {current or 'empty'} to {head}")
     if found is None:
         changes.append(f"stamped {profile.database.name} as environment {profile.name!r}")
+    if not limits_hold:
+        changes.append(f"restored the privileges of {app_role} (it may use the tables, never change the stamp)")
     return head
+
+
+def _application_limits_hold(conn: psycopg.Connection, app_role: str) -> bool:
+    """Return True when the application role can use the user tables and cannot change the stamp.
+
+    A hand restore (pg_restore --clean) or a role added later can leave it otherwise; setup then
+    puts the privileges right even when the schema is already at head.
+    """
+    row = conn.execute(
+        "SELECT has_table_privilege(%(r)s, 'public.alpha_users', 'SELECT') "
+        "AND NOT has_table_privilege(%(r)s, 'public.piper_metadata', 'UPDATE') "
+        "AND NOT has_table_privilege(%(r)s, 'public.alembic_version', 'UPDATE')", {"r": app_role}).fetchone()
+    return bool(row and row[0])
 
 
 def run_setup_steps(profile: Profile, project: Project, run_step: StepRunner, data_file: str | None = None) -> list[str]:
@@ -269,6 +287,11 @@ def run_setup_steps(profile: Profile, project: Project, run_step: StepRunner, da
     chosen = str(Path(data_file).resolve()) if data_file else ""
     if not chosen and profile.personal_data.data_file:
         chosen = str(project.root / profile.personal_data.data_file)
+        if not Path(chosen).exists():
+            raise UsageError(
+                f"{chosen} (personal_data.data_file of {profile.name}) does not exist; put the personal-data file "
+                f"there (shape in docs/USER_DATA.md), or pass --data-file FILE to setup"
+            )
     values = {"username": profile.default_user.username, "email": profile.default_user.email, "data_file": chosen}
     skipped: list[str] = []
     for step in profile.setup_steps:
@@ -341,9 +364,14 @@ def teardown_environment(profile: Profile, project: Project, *, confirmed: bool)
         server = cluster.locate(profile, project, prepare=True)
         backup = None
         if cluster.state(server).initialized:
-            cluster.start(server, config_file=profile.source)
-            if _database_exists(profile, project, server):
-                backup = db_backups.backup_database(profile, project, server)
+            if _has_passwords(profile, project):
+                cluster.start(server, config_file=profile.source)
+                if _database_exists(profile, project, server):
+                    backup = db_backups.backup_database(profile, project, server)
+            else:
+                # .env lost its passwords: no dump is possible, so keep a cold copy of the files.
+                cluster.stop(server)
+                backup = db_backups.archive_data_directory(profile, project, server)
         cluster.remove(server)
         changes: dict[str, str | None] = {connection.password_key(profile.name, r): None for r in ("admin", "owner", "app")}
         if envfile.read(project.env_file).get(ENV_VARIABLE) == profile.name:
@@ -351,6 +379,11 @@ def teardown_environment(profile: Profile, project: Project, *, confirmed: bool)
         if project.env_file.exists():
             envfile.update(project.env_file, changes)
     return TeardownResult(server.project_data_dir, backup)
+
+
+def _has_passwords(profile: Profile, project: Project) -> bool:
+    known = connection.secrets(project)
+    return all(known.get(connection.password_key(profile.name, role)) for role in ("admin", "owner"))
 
 
 def _database_exists(profile: Profile, project: Project, server: cluster.Server) -> bool:
@@ -395,8 +428,8 @@ def _status(profile: Profile, project: Project, head: str, branch: str | None, s
 
 
 def _last_backup(profile: Profile, project: Project) -> str | None:
-    archives = sorted((project.root / "backups" / profile.name).glob("*.dump"))
-    return str(archives[-1]) if archives else None
+    archives = [p for p in (project.root / "backups" / profile.name).glob("*") if p.suffix in (".dump", ".gz")]
+    return str(max(archives, key=lambda p: p.stat().st_mtime)) if archives else None
 
 
 def _database_facts(target: connection.Target) -> dict[str, object]:

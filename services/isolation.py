@@ -183,12 +183,34 @@ def _check_stamp(profile: Profile, project: Project) -> CheckResult:
         found = stamp.read_stamp(conn)
     if found != profile.name:
         return CheckResult("stamp", False, f"{owner.display()} is stamped {found!r}, not {profile.name!r}")
+    problem = _app_can_change_stamp(profile, project)
+    if problem:
+        return CheckResult("stamp", False, problem)
     mine = _database_identity(profile, project)
     for other in load_profiles(project):
         if other.name != profile.name and mine is not None and _database_identity(other, project) == mine:
             return CheckResult("stamp", False, f"profile {other.name!r} points at the same server and database as "
                                                f"{profile.name!r} ({other.source}); give each environment its own")
     return CheckResult("stamp", True, f"{profile.database.name} is stamped {profile.name!r}; no other profile points at it")
+
+
+def _app_can_change_stamp(profile: Profile, project: Project) -> str | None:
+    """Return a problem when the application role can rewrite the stamp (tried, then rolled back)."""
+    import psycopg
+
+    try:
+        app = connection.target(profile, project, "app")
+    except PiperError:
+        return None  # no application role to try (hosted without app_url_env); the RLS check says so
+    with connection.connect(app) as conn:
+        try:
+            conn.execute("UPDATE piper_metadata SET value = value WHERE key = 'environment'")
+        except psycopg.errors.InsufficientPrivilege:
+            return None
+        finally:
+            conn.rollback()
+    return (f"{app.user} may change the environment stamp; run `invoke setup --env {profile.name}` to restore its "
+            "privileges")
 
 
 def _database_identity(profile: Profile, project: Project) -> tuple[str, str] | None:

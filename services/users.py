@@ -136,7 +136,7 @@ def user_data_connection(profile: Profile, project: Project, *, acting_user: str
     The acting user is set for the transaction (`SET LOCAL`): as the application role, row-level
     security then shows and changes only that user's row, and nothing without one. Admin tasks
     (create, migrate, export, import, delete) act as the owner role, which RLS does not restrict;
-    they still name the user they act for. Hosted production has one role, from its URL.
+    they still name the user they act for. Hosted production's roles come from its two URLs.
     It commits when the block ends normally and rolls back when it raises.
     """
     from services import stamp

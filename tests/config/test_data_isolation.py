@@ -109,6 +109,17 @@ def test_a_wrong_stamp_fails(alpha_only, capsys) -> None:
     assert "stamped for environment 'tester', not 'alpha'" in capsys.readouterr().out
 
 
+def test_an_application_role_that_can_rewrite_the_stamp_fails_until_setup_repairs_it(alpha_only, capsys) -> None:
+    with _owner(alpha_only) as conn:  # what a hand pg_restore --clean leaves behind
+        conn.execute("GRANT UPDATE ON piper_metadata TO piper_app")
+        conn.commit()
+    assert isolation_script.main(["--env", "alpha"]) == 1
+    assert "piper_app may change the environment stamp" in capsys.readouterr().out
+    report = set_up(load_profile("alpha", alpha_only), alpha_only)
+    assert any("restored the privileges of piper_app" in change for change in report.changes)
+    assert isolation_script.main(["--env", "alpha"]) == 0
+
+
 def test_loose_file_permissions_fail(alpha_only, capsys) -> None:
     alpha_only.env_file.chmod(0o644)
     try:

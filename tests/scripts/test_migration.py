@@ -149,7 +149,10 @@ def test_dev_setup_without_the_pms_data_file_says_what_to_put_where(project, cap
     from tests.conftest import set_up
 
     (project.root / "private" / "dev_user_data.json").unlink()
-    with pytest.raises(PiperError, match="setup step `migrate_personal_data --username xian --env dev` failed"):
+    with pytest.raises(PiperError, match=r"personal_data.data_file of dev\) does not exist; put the personal-data file there"):
         set_up(load_profile("dev", project), project)
-    err = capsys.readouterr().err
-    assert "personal_data.data_file of dev) does not exist; put the personal-data file there" in err
+    # Given at setup time instead, the file is used.
+    other = project.root / "elsewhere.json"
+    other.write_text(json.dumps({"piper_personal_data": 1, "username": "xian", "preferences": {"from": "setup flag"}}))
+    set_up(load_profile("dev", project), project, data_file=str(other))
+    assert _prefs(load_profile("dev", project), project, "xian") == {"from": "setup flag"}

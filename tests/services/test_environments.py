@@ -135,13 +135,24 @@ def test_branch_guard_warns_by_default_and_refuses_when_the_profile_says_so(tmp_
     assert environments.check_branch(load_profile("dev", project), project, allow_mismatch=False) is None
 
 
-def test_setup_refuses_when_env_file_lost_the_passwords_of_an_existing_server(project: Project) -> None:
+def test_setup_refuses_when_env_file_lost_the_passwords_and_teardown_still_keeps_a_copy(project: Project) -> None:
+    import tarfile
+
     profile = load_profile("tester", project)
     set_up(profile, project)
     envfile.update(project.env_file, {f"PIPER_TESTER_{r}_PASSWORD": None for r in ("ADMIN", "OWNER", "APP")})
     with pytest.raises(UsageError, match="holds no PIPER_TESTER_ADMIN_PASSWORD"):
         set_up(profile, project)
-    assert cluster.state(cluster.locate(profile, project)).initialized
+    server = cluster.locate(profile, project)
+    assert cluster.state(server).initialized
+    # The way out: teardown, which cannot dump without a password, archives the files instead.
+    result = environments.teardown_environment(profile, project, confirmed=True)
+    assert result.backup is not None and result.backup.name.endswith(".tar.gz")
+    assert stat.S_IMODE(result.backup.stat().st_mode) == 0o600
+    with tarfile.open(result.backup) as archive:
+        assert "tester/PG_VERSION" in archive.getnames()
+    assert not server.project_data_dir.exists()
+    set_up(profile, project)  # and a fresh start works
 
 
 def test_hosted_production_without_its_url_stops_before_touching_anything(project: Project) -> None:
