@@ -276,10 +276,11 @@ def export_user(profile: Profile, project: Project, username: str, keys: list[st
                 raise UsageError(f"user {username!r} has no preference key {missing[0]!r}; keys: {', '.join(sorted(row['keys']))}")
         query = user_data.payload_sql(table, _FIELDS[table], with_learning_data=table == "alpha_users")
         found = conn.execute(query, {"username": username, "keys": keys}).fetchone()
-        assert found is not None  # the row was locked in by _user_row in this transaction
+        assert found is not None  # the row was found by _user_row in this transaction
         revision = migrations.current_revision(conn)
+        payload = user_data.payload_text(found[1], found[2], found[3], keys)
         document, checksum = user_data.build_export(
-            environment=profile.name, database=profile.database.name, schema_revision=revision, payload=found[1])
+            environment=profile.name, database=profile.database.name, schema_revision=revision, payload=payload)
         record_event(conn, profile, "export", user_id=row["id"], username=username, checksum=checksum,
                      details={"keys": keys, "bytes": len(document)})
     return document, checksum
