@@ -23,6 +23,7 @@ from services.database import connection
 from services.errors import ClusterError, ConfirmationRequired, PiperError, UsageError
 from services.profiles import Profile, load_profiles
 from services.project import ENV_VARIABLE, Project
+from services.users import table_for
 
 if TYPE_CHECKING:
     import psycopg
@@ -412,7 +413,7 @@ def _status(profile: Profile, project: Project, head: str, branch: str | None, s
             target = connection.target(profile, project, "owner")
             location = target.display()
             facts["initialized"] = True
-            facts.update(_database_facts(target))
+            facts.update(_database_facts(target, table_for(profile)))
             facts["running"] = True
         else:
             server = cluster.locate(profile, project)
@@ -421,7 +422,8 @@ def _status(profile: Profile, project: Project, head: str, branch: str | None, s
             facts.update(initialized=state.initialized, running=state.running, pid=state.pid,
                          data_dir=str(server.project_data_dir), port=server.port)
             if state.running:
-                facts.update(_database_facts(connection.target(profile, project, "owner", socket_dir=str(server.socket_dir))))
+                facts.update(_database_facts(connection.target(profile, project, "owner", socket_dir=str(server.socket_dir)),
+                                             table_for(profile)))
     except PiperError as exc:
         facts["problem"] = str(exc)
     return EnvironmentStatus(location=location, last_backup=_last_backup(profile, project), **base, **facts)  # type: ignore[arg-type]
@@ -432,13 +434,13 @@ def _last_backup(profile: Profile, project: Project) -> str | None:
     return str(max(archives, key=lambda p: p.stat().st_mtime)) if archives else None
 
 
-def _database_facts(target: connection.Target) -> dict[str, object]:
+def _database_facts(target: connection.Target, users_table: str) -> dict[str, object]:
     with connection.connect(target) as conn:
         found = stamp.read_stamp(conn)
         revision = migrations.current_revision(conn)
         users = None
-        if conn.execute("SELECT to_regclass('public.alpha_users') IS NOT NULL").fetchone()[0]:  # type: ignore[index]
-            users = conn.execute("SELECT count(*) FROM public.alpha_users").fetchone()[0]  # type: ignore[index]
+        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"public.{users_table}",)).fetchone()[0]:  # type: ignore[index]
+            users = conn.execute(f"SELECT count(*) FROM public.{users_table}").fetchone()[0]  # type: ignore[index]
     problem = None
     if found is not None and found != target.environment:
         problem = f"database is stamped for environment {found!r}"

@@ -217,6 +217,8 @@ def test_hosted_production_over_tls_is_stamped_and_reported(production_env) -> N
         assert conn.info.pgconn.ssl_in_use
     rows = {row.name: row for row in environments.environment_statuses(project)}
     assert rows["production"].stamp == "production" and rows["production"].revision == HEAD
+    with connection.connect(owner) as conn:
+        assert rows["production"].users == conn.execute("SELECT count(*) FROM users").fetchone()[0]
     assert not (project.root / "postgres_data" / "production").exists()
     # A second setup finds everything in place.
     assert environments.setup_environment(profile, project, allow_branch_mismatch=True).changes[:1] != ["migrated"]
