@@ -79,7 +79,7 @@ def locate(profile: Profile, project: Project, *, prepare: bool = False) -> Serv
         raise ClusterError(f"environment {profile.name!r} is hosted; piper-ops does not run its server")
     account = server_account.ensure_account() if prepare and server_account.needed() else None
     if account is None and server_account.needed():
-        account = _existing_account()
+        account = server_account.find_account()  # status and stop create nothing
     bin_dir = _binaries(profile)
     if account is not None:
         bin_dir = _reachable_binaries(profile, bin_dir, account, copy=prepare)
@@ -260,23 +260,6 @@ def _binaries(profile: Profile) -> Path:
     if not (bin_dir / "pg_ctl").exists() or not (bin_dir / "initdb").exists():
         raise ClusterError(f"no PostgreSQL binaries in {bin_dir}; {hint}")
     return bin_dir
-
-
-def _existing_account() -> server_account.Account | None:
-    try:
-        return server_account.ensure_account() if _account_exists() else None
-    except ClusterError:
-        return None
-
-
-def _account_exists() -> bool:
-    import pwd
-
-    try:
-        pwd.getpwnam(os.environ.get("PIPER_SERVER_ACCOUNT", server_account.ACCOUNT_NAME))
-        return True
-    except KeyError:
-        return False
 
 
 def _reachable_binaries(profile: Profile, bin_dir: Path, account: server_account.Account, *, copy: bool) -> Path:

@@ -41,11 +41,22 @@ def needed() -> bool:
 
 def ensure_account() -> Account:
     """Return the server account, creating it (Linux, root only) when it does not exist yet."""
-    name = os.environ.get("PIPER_SERVER_ACCOUNT", ACCOUNT_NAME)
+    account = find_account()
+    if account is not None:
+        return account
+    return _account(_create_account(os.environ.get("PIPER_SERVER_ACCOUNT", ACCOUNT_NAME)))
+
+
+def find_account() -> Account | None:
+    """Return the server account, or None when it does not exist (nothing is created)."""
     try:
-        entry = pwd.getpwnam(name)
+        return _account(pwd.getpwnam(os.environ.get("PIPER_SERVER_ACCOUNT", ACCOUNT_NAME)))
     except KeyError:
-        entry = _create_account(name)
+        return None
+
+
+def _account(entry: pwd.struct_passwd) -> Account:
+    name = entry.pw_name
     if entry.pw_uid == 0:
         raise ClusterError(f"account {name!r} is root; set PIPER_SERVER_ACCOUNT to an unprivileged account")
     groups = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if name in g.gr_mem}
