@@ -23,11 +23,10 @@ DEBUG_HELP = "show tracebacks and debug logging"
 
 def _edge(debug: bool, call: Callable[[], T]) -> T:
     """Run call, turning a piper-ops error into one `error: ...` line and its exit code."""
-    import logging
-
+    from scripts._cli import configure_logging
     from services.errors import PiperError
 
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s: %(message)s")
+    configure_logging(debug)
     try:
         return call()
     except PiperError as exc:
@@ -81,9 +80,10 @@ def setup(c, env=None, allow_branch_mismatch=False, data_file=None, debug=False)
 
     def _do() -> Any:
         profile, project = _selected(env)
-        return profile, project, environments.setup_environment(profile, project, allow_branch_mismatch=allow_branch_mismatch)
+        plan = environments.plan_setup_steps(profile, project, data_file)  # bad input stops before any change
+        return plan, environments.setup_environment(profile, project, allow_branch_mismatch=allow_branch_mismatch)
 
-    profile, project, report = _edge(debug, _do)
+    plan, report = _edge(debug, _do)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if report.changes:
@@ -93,8 +93,8 @@ def setup(c, env=None, allow_branch_mismatch=False, data_file=None, debug=False)
     else:
         print(f"{report.environment}: the database is already in place; nothing changed")
     print(f"database: {report.location} (schema {report.revision})")
-    skipped = _edge(debug, lambda: environments.run_setup_steps(profile, project, _run_script, data_file))
-    for step in skipped:
+    _edge(debug, lambda: environments.run_setup_steps(plan, _run_script))
+    for step in plan.skipped:
         print(f"skipped optional step {step}; run setup with --data-file FILE to include it")
     print(f"next: `invoke status` to see every environment; `python scripts/create_test_alpha_user.py --username NAME` to add a user")
 
@@ -114,7 +114,8 @@ def status(c, json_=False, debug=False):
     for row in rows:
         state = "running" if row.running else ("stopped" if row.initialized else "not set up")
         if row.server == "hosted":
-            state = "reachable" if row.revision is not None or row.stamp else "unreachable"
+            configured = not row.location.startswith("not configured")
+            state = ("reachable" if row.revision is not None or row.stamp else "unreachable") if configured else "not configured"
         schema = f"{row.revision or '-'}/{row.head}" + ("" if row.revision == row.head else " (behind)" if row.revision else "")
         table.append(("*" if row.selected else "", row.name, row.server, state, row.database, schema,
                       "-" if row.users is None else str(row.users),
@@ -147,6 +148,9 @@ def teardown(c, env=None, yes=False, debug=False):
         if answer.strip() != profile.name:
             raise Exit("error: not confirmed; nothing was changed", code=1)
     result = _edge(debug, lambda: environments.teardown_environment(profile, project, confirmed=True))
+    if not result.existed:
+        print(f"{profile.name}: there was no server to tear down; nothing changed")
+        return
     if result.backup is not None:
         print(f"{profile.name}: database backed up to {result.backup}")
     print(f"{profile.name}: server stopped, {result.data_dir} deleted, its secrets removed from .env")

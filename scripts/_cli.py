@@ -17,9 +17,21 @@ from services.project import Project, current_project, select_environment  # noq
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(allow_abbrev=False, **kwargs)  # type: ignore[arg-type]
+
     def error(self, message: str) -> None:  # type: ignore[override]
         # One line and exit 2, as everywhere in piper-ops.
         self.exit(2, f"error: {message}; see --help\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def,override]
+        # Name a mistyped flag before argparse complains about the required one it hides.
+        known = {option for action in self._actions for option in action.option_strings}
+        for token in sys.argv[1:] if args is None else args:
+            flag = str(token).split("=", 1)[0]
+            if flag.startswith("--") and flag != "--" and flag not in known:
+                self.error(f"unknown option {flag}")
+        return super().parse_args(args, namespace)
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -37,10 +49,17 @@ def selected_profile(env: str | None) -> tuple[Profile, Project]:
     return load_profile(name, project), project
 
 
+def configure_logging(debug: bool) -> None:
+    """Log to stderr as `warning: ...` lines, like every other message of piper-ops."""
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
+        logging.addLevelName(level, logging.getLevelName(level).lower())
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s: %(message)s")
+
+
 def run(cli: argparse.ArgumentParser, argv: Sequence[str] | None, body: Callable[[argparse.Namespace], int]) -> int:
     """Parse argv, run body, and turn domain errors into one stderr line and an exit code."""
     args = cli.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s: %(message)s")
+    configure_logging(args.debug)
     try:
         return body(args)
     except PiperError as exc:

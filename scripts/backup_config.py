@@ -80,7 +80,9 @@ def _list(project: Project) -> int:
         return 0
     print(f"{'date':<19}  {'size':>9}  backup")
     for backup in sorted(backups, key=lambda b: (b.taken, b.name), reverse=True):
-        print(f"{backup.taken:%Y-%m-%d %H:%M:%S}  {backup.size:>9}  {_rel(backup.path, project)}"
+        # A name with only a date says nothing of the time: show the date alone then.
+        taken = f"{backup.taken:%Y-%m-%d %H:%M:%S}" if "-" in backup.name.rsplit("backup-", 1)[-1] else f"{backup.taken:%Y-%m-%d}"
+        print(f"{taken:<19}  {backup.size:>9}  {_rel(backup.path, project)}"
               + ("  (private, git-ignored)" if backup.private else ""))
     return 0
 

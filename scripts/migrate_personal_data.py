@@ -35,7 +35,7 @@ def _migrate(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     if args.skip_migration:
         user_id = users.find_user_id(profile, project, args.username)
-        print(f"user {args.username} exists in {profile.name}: id {user_id}; no data migrated (--skip-migration)")
+        print(f"user {args.username} exists in {profile.name}: id {user_id}; checked only, no personal data migrated")
         return 0
     result = users.migrate_personal_data(profile, project, args.username, args.data_file, dry_run=args.dry_run)
     summary = users.dumps_summary(result.changes)

@@ -114,7 +114,8 @@ def _setup_local(profile: Profile, project: Project) -> SetupReport:
     preload = _preload_database_modules() if not current.running else None
     if not current.initialized:
         server = cluster.initialize(server, secrets["admin"])
-        changes.append(f"created a PostgreSQL server in {server.project_data_dir}")
+        where = "" if server.data_dir == server.project_data_dir else f" (data in {server.data_dir})"
+        changes.append(f"created a PostgreSQL server in {server.project_data_dir}{where}")
     if not cluster.state(server).running:
         cluster.start(server, config_file=profile.source)
         changes.append(f"started the server (port {server.port})")
@@ -277,23 +278,32 @@ def _application_limits_hold(conn: psycopg.Connection, app_role: str) -> bool:
     return bool(row and row[0])
 
 
-def run_setup_steps(profile: Profile, project: Project, run_step: StepRunner, data_file: str | None = None) -> list[str]:
-    """Run the profile's setup steps in order through run_step(script, argv); stop at the first failure.
+@dataclass(frozen=True)
+class StepPlan:
+    """The setup steps to run, as (script, argv), and the optional ones skipped (with why)."""
 
-    Return the optional steps that were skipped for want of a value (e.g. no data file).
+    steps: tuple[tuple[str, tuple[str, ...]], ...]
+    skipped: tuple[str, ...]
+
+
+def plan_setup_steps(profile: Profile, project: Project, data_file: str | None = None) -> StepPlan:
+    """Work out the profile's setup steps before anything is provisioned.
+
+    A data file a step needs but that does not exist is an error now, not after a server was
+    created and selected: bad input changes nothing.
     """
     import string
 
     # A data file given at setup is relative to where the user stands; the profile's, to the project.
-    chosen = str(Path(data_file).resolve()) if data_file else ""
-    if not chosen and profile.personal_data.data_file:
-        chosen = str(project.root / profile.personal_data.data_file)
-        if not Path(chosen).exists():
-            raise UsageError(
-                f"{chosen} (personal_data.data_file of {profile.name}) does not exist; put the personal-data file "
-                f"there (shape in docs/USER_DATA.md), or pass --data-file FILE to setup"
-            )
-    values = {"username": profile.default_user.username, "email": profile.default_user.email, "data_file": chosen}
+    if data_file:
+        chosen, origin = Path(data_file).resolve(), "--data-file"
+    elif profile.personal_data.data_file:
+        chosen, origin = project.root / profile.personal_data.data_file, f"personal_data.data_file of {profile.name}"
+    else:
+        chosen, origin = None, ""
+    values = {"username": profile.default_user.username, "email": profile.default_user.email,
+              "data_file": str(chosen) if chosen else ""}
+    steps: list[tuple[str, tuple[str, ...]]] = []
     skipped: list[str] = []
     for step in profile.setup_steps:
         needed = {name for arg in step.args for _, name, _, _ in string.Formatter().parse(arg) if name}
@@ -303,11 +313,19 @@ def run_setup_steps(profile: Profile, project: Project, run_step: StepRunner, da
             continue
         if missing:
             raise UsageError(f"environment {profile.name!r} needs a data file at setup; pass --data-file PATH")
-        args = [arg.format(**values) for arg in step.args] + ["--env", profile.name]
-        code = run_step(step.script, args)
+        if "data_file" in needed and chosen is not None and not chosen.is_file():
+            raise UsageError(f"{chosen} ({origin}) does not exist; put the personal-data file there "
+                             "(shape in docs/USER_DATA.md), or pass --data-file FILE to setup")
+        steps.append((step.script, tuple(arg.format(**values) for arg in step.args) + ("--env", profile.name)))
+    return StepPlan(tuple(steps), tuple(skipped))
+
+
+def run_setup_steps(plan: StepPlan, run_step: StepRunner) -> None:
+    """Run the planned setup steps in order through run_step(script, argv); stop at the first failure."""
+    for script, args in plan.steps:
+        code = run_step(script, list(args))
         if code != 0:
-            raise PiperError(f"setup step `{step.script} {' '.join(args)}` failed (exit {code}); fix it and run setup again")
-    return skipped
+            raise PiperError(f"setup step `{script} {' '.join(args)}` failed (exit {code}); fix it and run setup again")
 
 
 @contextmanager
@@ -348,6 +366,7 @@ def stop_environment(profile: Profile, project: Project) -> bool:
 class TeardownResult:
     data_dir: Path
     backup: Path | None
+    existed: bool = True
 
 
 def teardown_environment(profile: Profile, project: Project, *, confirmed: bool) -> TeardownResult:
@@ -364,6 +383,7 @@ def teardown_environment(profile: Profile, project: Project, *, confirmed: bool)
     with environment_lock(profile, project):
         server = cluster.locate(profile, project, prepare=True)
         backup = None
+        existed = server.project_data_dir.exists() or server.project_data_dir.is_symlink()
         if cluster.state(server).initialized:
             if _has_passwords(profile, project):
                 cluster.start(server, config_file=profile.source)
@@ -379,7 +399,7 @@ def teardown_environment(profile: Profile, project: Project, *, confirmed: bool)
             changes[ENV_VARIABLE] = None
         if project.env_file.exists():
             envfile.update(project.env_file, changes)
-    return TeardownResult(server.project_data_dir, backup)
+    return TeardownResult(server.project_data_dir, backup, existed)
 
 
 def _has_passwords(profile: Profile, project: Project) -> bool:
@@ -409,7 +429,9 @@ def _status(profile: Profile, project: Project, head: str, branch: str | None, s
                                 "port": None, "stamp": None, "revision": None, "users": None, "problem": None}
     location = ""
     try:
-        if profile.hosted:
+        if profile.hosted and not connection.secrets(project).get(profile.database.url_env or ""):
+            location = f"not configured (${profile.database.url_env} is not set)"
+        elif profile.hosted:
             target = connection.target(profile, project, "owner")
             location = target.display()
             facts["initialized"] = True
@@ -418,7 +440,7 @@ def _status(profile: Profile, project: Project, head: str, branch: str | None, s
         else:
             server = cluster.locate(profile, project)
             state = cluster.state(server)
-            location = f"{server.socket_dir} port {server.port}"
+            location = f"{server.socket_dir} port {server.port}" if state.initialized else "-"
             facts.update(initialized=state.initialized, running=state.running, pid=state.pid,
                          data_dir=str(server.project_data_dir), port=server.port)
             if state.running:

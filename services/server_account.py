@@ -132,8 +132,21 @@ def reachable_copy(root: Path, members: list[str], account: Account) -> Path:
     target = copy_location(root, members)
     with FileLock(str(target) + ".lock", timeout=300):
         if not (target / ".complete").exists():
+            _prune_orphaned_copies()
             _copy_members(root, members, target)
     return target
+
+
+def _prune_orphaned_copies() -> None:
+    """Remove copies whose source is gone (a deleted checkout or virtualenv): nothing can use them."""
+    for stamp in (RUNTIME_ROOT / "pginstall").glob("*/.complete"):
+        try:
+            source = Path(stamp.read_text().strip())
+        except OSError:
+            continue
+        if source.is_absolute() and not source.exists():
+            shutil.rmtree(stamp.parent, ignore_errors=True)
+            Path(str(stamp.parent) + ".lock").unlink(missing_ok=True)
 
 
 def copy_location(root: Path, members: list[str]) -> Path:

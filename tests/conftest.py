@@ -89,8 +89,9 @@ def set_up(profile: Profile, project: Project, data_file: str | None = None) -> 
     old = os.environ.get("PIPER_ROOT")
     os.environ["PIPER_ROOT"] = str(project.root)
     try:
+        plan = environments.plan_setup_steps(profile, project, data_file)
         report = environments.setup_environment(profile, project)
-        environments.run_setup_steps(profile, project, run_script_step, data_file)
+        environments.run_setup_steps(plan, run_script_step)
     finally:
         if old is None:
             os.environ.pop("PIPER_ROOT", None)

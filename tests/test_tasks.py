@@ -50,6 +50,7 @@ def test_setup_twice_then_status_then_stop_and_start(project: Project) -> None:
     assert rows["tester"]["revision"] == rows["tester"]["head"]
     table = run_cli([*INVOKE, "status"], project)
     assert table.returncode == 0 and "tester" in table.stdout and "running" in table.stdout
+    assert "not configured" in table.stdout and table.stderr == ""  # production: no URL, no noise
 
     # With no --env, the environment selected in .env is used.
     stop = run_cli([*INVOKE, "db-stop"], project)
@@ -92,6 +93,8 @@ def test_teardown_asks_refuses_protected_and_removes_with_yes(project: Project) 
     assert rows["tester"]["last_backup"] and rows["tester"]["last_backup"] in removed.stdout
     assert not data.exists() and not data.is_symlink()
     assert "PIPER_TESTER_ADMIN_PASSWORD" not in envfile.read(project.env_file)
+    again = run_cli([*INVOKE, "teardown", "--env", "tester", "--yes"], project)
+    assert again.returncode == 0 and "there was no server to tear down; nothing changed" in again.stdout
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 
 from scripts import create_test_alpha_user, migrate_personal_data
 from services.database import connection
-from tests.conftest import run_cli
+from tests.conftest import INVOKE, run_cli
 
 
 def _prefs(profile, project, username: str):
@@ -73,7 +73,7 @@ def test_dry_run_shows_the_change_and_writes_nothing(alpha_env, fake_user, tmp_p
 def test_skip_migration_only_verifies_the_user(alpha_env, capsys) -> None:
     assert migrate_personal_data.main(["--env", "alpha", "--username", "alfy", "--skip-migration"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("user alfy exists in alpha: id ") and "--skip-migration" in out
+    assert out.startswith("user alfy exists in alpha: id ") and "checked only, no personal data migrated" in out
 
 
 @pytest.mark.parametrize(
@@ -84,6 +84,7 @@ def test_skip_migration_only_verifies_the_user(alpha_env, capsys) -> None:
         (["--username", "alfy", "--data-file", "/nonexistent/x.json"], 2, "/nonexistent/x.json does not exist"),
         (["--username", "Not Valid", "--skip-migration"], 2, "username 'Not Valid' is not valid"),
         (["--data-file", "x.json"], 2, "the following arguments are required: --username"),
+        (["--usernme", "alfy"], 2, "unknown option --usernme"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(alpha_env, capsys, args, code, message) -> None:
@@ -143,14 +144,18 @@ def test_migrate_script_runs_as_a_subprocess(alpha_env, fake_user, tmp_path) -> 
     assert result.returncode == 0 and f"into {fake_user} in alpha (added: tone)" in result.stdout, result.stderr
 
 
-def test_dev_setup_without_the_pms_data_file_says_what_to_put_where(project, capsys) -> None:
-    from services.errors import PiperError
+def test_dev_setup_without_the_pms_data_file_stops_before_changing_anything(project, capsys) -> None:
+    from services.errors import UsageError
     from services.profiles import load_profile
     from tests.conftest import set_up
 
     (project.root / "private" / "dev_user_data.json").unlink()
-    with pytest.raises(PiperError, match=r"personal_data.data_file of dev\) does not exist; put the personal-data file there"):
+    with pytest.raises(UsageError, match=r"personal_data.data_file of dev\) does not exist; put the personal-data file there"):
         set_up(load_profile("dev", project), project)
+    assert not (project.root / "postgres_data" / "dev").exists() and not project.env_file.exists()
+    result = run_cli([*INVOKE, "setup", "--env", "dev"], project)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and result.stdout == ""
+    assert not (project.root / "postgres_data" / "dev").exists()
     # Given at setup time instead, the file is used.
     other = project.root / "elsewhere.json"
     other.write_text(json.dumps({"piper_personal_data": 1, "username": "xian", "preferences": {"from": "setup flag"}}))

@@ -195,7 +195,8 @@ def test_status_reports_every_environment(alpha_env) -> None:
     assert (alpha.running, alpha.stamp, alpha.revision, alpha.head, alpha.users) == (True, "alpha", HEAD, HEAD, users)
     assert alpha.selected and alpha.branch_expected == "production"
     assert not rows["dev"].initialized and not rows["dev"].running
-    assert rows["production"].server == "hosted" and "PIPER_PRODUCTION_DATABASE_URL" in (rows["production"].problem or "")
+    assert rows["production"].server == "hosted" and rows["production"].problem is None
+    assert rows["production"].location == "not configured ($PIPER_PRODUCTION_DATABASE_URL is not set)"
     assert os.environ.get("PIPER_PRODUCTION_DATABASE_URL") is None
 
 
