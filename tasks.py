@@ -96,7 +96,7 @@ def setup(c, env=None, allow_branch_mismatch=False, data_file=None, debug=False)
     _edge(debug, lambda: environments.run_setup_steps(plan, _run_script))
     for step in plan.skipped:
         print(f"skipped optional step {step}; run setup with --data-file FILE to include it")
-    print(f"next: `invoke status` to see every environment; `python scripts/create_test_alpha_user.py --username NAME` to add a user")
+    print("next: `invoke status` to see every environment; `python scripts/create_test_alpha_user.py --username NAME` to add a user")
 
 
 @task(help={"json": "print machine-readable JSON instead of a table", "debug": DEBUG_HELP})

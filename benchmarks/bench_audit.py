@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -129,7 +128,7 @@ def main() -> int:
             grep, _ = _timed(["grep", "-c", "-i", "-w", "-E", pattern, str(big)], base, genv)
             rows.append((f"{args.size_mb} MB file vs `grep -c -i -w -E` (LC_ALL={label})", ours, grep, 1.2))
             if locale == "C":
-                rows.append((f"same, ours with `--workers 1` (one core, as grep)", ours_one, grep, 1.2))
+                rows.append(("same, ours with `--workers 1` (one core, as grep)", ours_one, grep, 1.2))
         print(f"# audit exit code on the big file: {code}", file=sys.stderr)
 
         repo = base / "repo"

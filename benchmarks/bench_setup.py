@@ -27,7 +27,6 @@ sys.path.insert(0, str(REPO))
 
 from services import cluster  # noqa: E402
 from services.profiles import load_profile  # noqa: E402
-from services.project import Project  # noqa: E402
 from tests.conftest import INVOKE, cli_env, free_port, make_project, remove_servers  # noqa: E402
 
 
@@ -101,8 +100,8 @@ def main() -> int:
     cold, warm = cold_and_warm(args.runs)
     lst = listing(args.runs * 2)
     med = statistics.median
-    print(f"| what | median | runs | goal | result |")
-    print(f"|---|---|---|---|---|")
+    print("| what | median | runs | goal | result |")
+    print("|---|---|---|---|---|")
     print(f"| floor: initdb + pg_ctl start + createdb | {med(base):.2f} s | {len(base)} | | |")
     ratio = med(cold) / med(base)
     print(f"| cold `invoke setup --env alpha` | {med(cold):.2f} s ({ratio:.2f}x floor) | {len(cold)} | <= 2x floor | {'met' if ratio <= 2 else 'missed'} |")

@@ -6,7 +6,7 @@ and `db-restore` build on this module (with rotation from services.rotation).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from services import cluster
@@ -27,7 +27,7 @@ def backup_dir(profile: Profile, project: Project) -> Path:
 def backup_database(profile: Profile, project: Project, server: cluster.Server) -> Path:
     """Dump the environment's database (server running) to a new dated archive; return its path."""
     owner = connection.target(profile, project, "owner", socket_dir=str(server.socket_dir))
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     destination = backup_dir(profile, project) / f"{profile.name}-{profile.database.name}-{stamp}.dump"
     cluster.dump_database(server, profile.database.name, owner.user, owner.password, destination)
     return destination
@@ -44,7 +44,7 @@ def archive_data_directory(profile: Profile, project: Project, server: cluster.S
 
     if cluster.state(server).running:
         raise RuntimeError("archive_data_directory needs a stopped server")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     destination = backup_dir(profile, project) / f"{profile.name}-datadir-{stamp}.tar.gz"
     partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
     try:

@@ -12,7 +12,7 @@ import os
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,7 +56,7 @@ def invite(conn: psycopg.Connection, profile: Profile, project: Project, user_id
     from services.users import record_event
 
     token = secrets.token_urlsafe(32)
-    expires = datetime.now(timezone.utc) + VALID_FOR
+    expires = datetime.now(UTC) + VALID_FOR
     conn.execute("INSERT INTO user_invitations (user_id, token_hash, expires_at) VALUES (%s, %s, %s)",
                  (user_id, token_hash(token), expires))
     record_event(conn, profile, "invite", user_id=user_id, username=username, details={"expires_at": expires.isoformat()})
@@ -91,7 +91,7 @@ def accept_invitation(profile: Profile, project: Project, token: str, password: 
             raise InvitationRefused("the invitation token is not valid; copy it whole from the invitation email")
         if row[2] is not None:
             raise InvitationRefused("this invitation was already used; ask for a new one")
-        if row[1] <= datetime.now(timezone.utc):
+        if row[1] <= datetime.now(UTC):
             raise InvitationRefused("this invitation has expired; ask for a new one")
         conn.execute("UPDATE users SET password_hash = %s, updated_at = now() WHERE id = %s",
                      (PasswordHasher().hash(password), row[3]))

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +197,7 @@ def build_export(*, environment: str, database: str, schema_revision: str | None
     envelope = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": {"environment": environment, "database": database, "schema_revision": schema_revision},
     }
     head = json.dumps(envelope, ensure_ascii=False, indent=1)[:-2]  # drop the closing "\n}"

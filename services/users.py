@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -246,12 +246,12 @@ def migrate_personal_data(profile: Profile, project: Project, username: str, dat
             return MigrationResult(row["id"], username, source, document.sha256, changes, False)
         from psycopg import sql
 
-        columns = [sql.SQL("preferences = %s"), sql.SQL("display_name = %s"), sql.SQL("updated_at = now()")]
+        sets = [sql.SQL("preferences = %s"), sql.SQL("display_name = %s"), sql.SQL("updated_at = now()")]
         values: list[Any] = [Jsonb(preferences), display_name]
         if table == "alpha_users":
-            columns.append(sql.SQL("learning_data = %s"))
+            sets.append(sql.SQL("learning_data = %s"))
             values.append(Jsonb(learning) if learning is not None else None)
-        conn.execute(sql.SQL("UPDATE {} SET {} WHERE id = %s").format(sql.Identifier(table), sql.SQL(", ").join(columns)),
+        conn.execute(sql.SQL("UPDATE {} SET {} WHERE id = %s").format(sql.Identifier(table), sql.SQL(", ").join(sets)),
                      (*values, row["id"]))
         record_event(conn, profile, "migrate", user_id=row["id"], username=username, source=source,
                      checksum=document.sha256, details={"changes": changes})
@@ -410,7 +410,7 @@ def delete_user(profile: Profile, project: Project, username: str, *, confirmed:
     folder = project.root / "private" / "deleted-users" / profile.name
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(project.root / "private", 0o700)
-    stamp_ = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp_ = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = folder / f"{username}-{stamp_}.json"
     write_atomic(path, document, mode=0o600)
     with user_data_connection(profile, project, acting_user=username) as conn:

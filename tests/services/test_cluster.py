@@ -18,7 +18,6 @@ from services import cluster, server_account
 from services.database import connection
 from services.errors import ClusterError
 from services.profiles import load_profile
-from services.project import CODE_ROOT as REPO_ROOT
 from services.project import Project
 from tests.conftest import set_up
 

@@ -8,13 +8,11 @@ import subprocess
 
 import pytest
 
-from services import cluster, envfile, environments
+from services import cluster, envfile, environments, migrations
 from services.database import connection
 from services.errors import ConfirmationRequired, EnvironmentMismatchError, PiperError, UsageError
 from services.profiles import load_profile
-from services.project import Project
-from services import migrations
-from services.project import CODE_ROOT
+from services.project import CODE_ROOT, Project
 from tests.conftest import make_project, remove_servers, set_up
 
 HEAD = migrations.head_revision(Project(CODE_ROOT))

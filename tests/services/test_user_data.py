@@ -70,7 +70,7 @@ def test_export_document_verifies_and_detects_tampering_and_truncation() -> None
     assert parsed.checksum == checksum == json.loads(document)["checksum"]["value"]
     assert parsed.preferences == preferences and parsed.payload_text == payload
     assert parsed.source_environment == "alpha" and parsed.schema_revision == "0002"
-    tampered = document.replace("✓".encode(), "x".encode())
+    tampered = document.replace("✓".encode(), b"x")
     with pytest.raises(UserDataError, match="does not match its checksum"):
         user_data.parse_export(tampered, "doc.json")
     with pytest.raises(UserDataError, match="not valid JSON.*cut short"):
