@@ -134,6 +134,14 @@ def run_cli(argv: list[str], project: Project, *, input: str | None = None, **ex
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(REPO)]
 
 
+def fake_profile(*terms: str, extra: str = "") -> str:
+    """Return the YAML of a fake profile `fake` whose audit terms are `term: X, kind: Y` entries."""
+    lines = ["name: fake", "branch: main", "default_user: {username: zquux, email: zquux@example.invalid}",
+             "database: {name: piper_fake, port: 54399}", *([extra] if extra else []), "audit:", "  terms:"]
+    lines += [f"    - {{{term}}}" for term in terms]
+    return "\n".join(lines) + "\n"
+
+
 def fake_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profile_yaml: str, piper_md: str) -> Path:
     """Make a database-free project in tmp_path with one fake profile and a PIPER.md; select it."""
     (tmp_path / "environments").mkdir()

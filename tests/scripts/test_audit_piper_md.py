@@ -12,18 +12,9 @@ import pytest
 
 from scripts import audit_piper_md
 from services.project import CODE_ROOT
-from tests.conftest import fake_root
+from tests.conftest import fake_profile, fake_root
 
-FAKE_PROFILE = """\
-name: fake
-branch: main
-default_user: {username: zquux, email: zquux@example.invalid}
-database: {name: piper_fake, port: 54399}
-audit:
-  terms:
-    - {term: Zanzibar Quuxley, kind: name}
-    - {term: zquux, kind: username}
-"""
+FAKE_PROFILE = fake_profile("term: Zanzibar Quuxley, kind: name", "term: zquux, kind: username")
 
 
 @pytest.fixture

@@ -11,18 +11,9 @@ import pytest
 
 from scripts import backup_config, restore_config
 from services.project import CODE_ROOT
-from tests.conftest import fake_root
+from tests.conftest import fake_profile, fake_root
 
-FAKE_PROFILE = """\
-name: fake
-branch: main
-default_user: {username: zquux, email: zquux@example.invalid}
-database: {name: piper_fake, port: 54399}
-backups: {keep_last: 1, keep_daily: 0, keep_weekly: 0}
-audit:
-  terms:
-    - {term: zquux, kind: username}
-"""
+FAKE_PROFILE = fake_profile("term: zquux, kind: username", extra="backups: {keep_last: 1, keep_daily: 0, keep_weekly: 0}")
 
 
 @pytest.fixture

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from scripts import accept_invitation, create_test_alpha_user, delete_user, export_user_data, import_user_data
+from scripts import (
+    accept_invitation,
+    create_test_alpha_user,
+    delete_user,
+    export_user_data,
+    import_user_data,
+)
 from services.database import connection
 from services.profiles import Profile
 from services.project import Project

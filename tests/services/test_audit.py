@@ -17,18 +17,10 @@ import pytest
 from services import audit
 from services.errors import AuditError
 from services.project import CODE_ROOT, Project
+from tests.conftest import fake_profile
 
-FAKE_PROFILE = """\
-name: fake
-branch: main
-default_user: {username: zquux, email: zquux@example.invalid}
-database: {name: piper_fake, port: 54399}
-audit:
-  terms:
-    - {term: Zanzibar Quuxley, kind: name}
-    - {term: zquux, kind: username}
-    - {term: qx-test-org, kind: organisation}
-"""
+FAKE_PROFILE = fake_profile("term: Zanzibar Quuxley, kind: name", "term: zquux, kind: username",
+                            "term: qx-test-org, kind: organisation")
 AT = "@"  # built at run time, so that this file holds no address an audit of the repo would flag
 FAKE_EMAIL = "zanzibar.quuxley" + AT + "quux-mail.zz"
 

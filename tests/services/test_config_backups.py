@@ -13,17 +13,9 @@ from services import config_backups
 from services.errors import PersonalDataRefused, UsageError
 from services.profiles import Rotation
 from services.project import Project
-from tests.conftest import fake_root
+from tests.conftest import fake_profile, fake_root
 
-FAKE_PROFILE = """\
-name: fake
-branch: main
-default_user: {username: zquux, email: zquux@example.invalid}
-database: {name: piper_fake, port: 54399}
-audit:
-  terms:
-    - {term: Zanzibar Quuxley, kind: name}
-"""
+FAKE_PROFILE = fake_profile("term: Zanzibar Quuxley, kind: name")
 DAY = datetime(2025, 3, 14, 9, 30, 0)
 
 

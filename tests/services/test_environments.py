@@ -10,7 +10,12 @@ import pytest
 
 from services import cluster, envfile, environments, migrations
 from services.database import connection
-from services.errors import ConfirmationRequired, EnvironmentMismatchError, PiperError, UsageError
+from services.errors import (
+    ConfirmationRequired,
+    EnvironmentMismatchError,
+    PiperError,
+    UsageError,
+)
 from services.profiles import load_profile
 from services.project import CODE_ROOT, Project
 from tests.conftest import make_project, remove_servers, set_up

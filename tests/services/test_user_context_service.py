@@ -8,7 +8,11 @@ from scripts import create_test_alpha_user
 from services import cluster
 from services.database import connection
 from services.errors import ClusterError
-from services.user_context_service import UserContextError, UserContextService, parse_sections
+from services.user_context_service import (
+    UserContextError,
+    UserContextService,
+    parse_sections,
+)
 
 
 def _set(profile, project, username: str, prefs_sql: str) -> None:
