@@ -90,7 +90,8 @@ def check_branch(profile: Profile, project: Project, *, allow_mismatch: bool) ->
 def setup_environment(profile: Profile, project: Project, *, allow_branch_mismatch: bool = False) -> SetupReport:
     """Bring the environment's database to its profile's state and return what was done.
 
-    The profile's setup steps (scripts) come after this, through `run_setup_steps`.
+    The profile's setup steps (scripts) are planned before it (`plan_setup_steps`, so that bad
+    input changes nothing) and run after it (`run_setup_steps`).
     """
     warning = check_branch(profile, project, allow_mismatch=allow_branch_mismatch)
     if profile.hosted:
