@@ -6,7 +6,6 @@ module does not manage are kept as they are.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -32,8 +31,19 @@ def read(path: Path) -> dict[str, str]:
 
 
 def update(path: Path, changes: dict[str, str | None]) -> None:
-    """Set (or, with None, remove) keys in a .env file, keeping every other line; mode 0600."""
+    """Set (or, with None, remove) keys in a .env file, keeping every other line; mode 0600.
+
+    Held under a lock: setups of two environments at once both add their passwords, neither
+    overwrites the other's.
+    """
+    from filelock import FileLock
+
     path = Path(path)
+    with FileLock(str(path.with_name(path.name + ".lock"))):
+        _update(path, changes)
+
+
+def _update(path: Path, changes: dict[str, str | None]) -> None:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -50,8 +60,6 @@ def update(path: Path, changes: dict[str, str | None]) -> None:
         kept.append(line)
     kept.extend(f"{key}={value}" for key, value in pending.items() if value is not None)
     write_atomic(path, "\n".join(kept) + "\n", mode=0o600)
-    # An older file may have been created loosely; the rename above already replaced it with 0600.
-    os.chmod(path, 0o600)
 
 
 def _unquote(value: str) -> str:

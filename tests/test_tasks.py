@@ -114,6 +114,24 @@ def test_two_setups_at_once_both_succeed_and_create_one_server(project: Project)
         assert conn.execute("SELECT count(*) FROM alpha_users").fetchone() == (1,)
 
 
+@pytest.mark.slow
+def test_setups_of_three_environments_at_once_keep_every_password(project: Project) -> None:
+    env = cli_env(project)
+    runs = [subprocess.Popen([*INVOKE, "setup", "--env", name], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for name in ("dev", "alpha", "tester")]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], outputs
+    secrets = envfile.read(project.env_file)
+    for name in ("DEV", "ALPHA", "TESTER"):
+        for role in ("ADMIN", "OWNER", "APP"):
+            assert secrets.get(f"PIPER_{name}_{role}_PASSWORD")
+    from services.database import connection
+
+    for name in ("dev", "alpha", "tester"):  # and each password opens its own database
+        with connection.connect(connection.target(load_profile(name, project), project, "app")) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == (f"piper_{name}",)
+
+
 def test_create_user_script_and_task_share_one_path(alpha_env) -> None:
     _, project = alpha_env
     script = run_cli([sys.executable, "scripts/create_test_alpha_user.py", "--username", "fake.tester", "--env", "alpha"], project)
