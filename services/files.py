@@ -32,6 +32,21 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
     fsync_directory(path.parent)
 
 
+def write_new(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
+    """Write a new file atomically, refusing to replace one that exists (FileExistsError).
+
+    For backups and exports: complete or absent, and never over an earlier one.
+    """
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.new-{os.getpid()}")
+    write_atomic(partial, data, mode=mode)
+    try:
+        os.link(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    fsync_directory(path.parent)
+
+
 def fsync_directory(directory: Path) -> None:
     """Flush a directory entry to disk: a rename or a new link is durable only after this."""
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from services.errors import PiperError, UsageError
-from services.files import write_atomic
+from services.files import write_new
 from services.profiles import Profile
 from services.project import Project
 
@@ -68,8 +68,8 @@ def invite(conn: psycopg.Connection, profile: Profile, project: Project, user_id
     folder = outbox or outbox_dir(project)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(folder, 0o700)
-    path = folder / f"invitation-{username}-{expires.strftime('%Y%m%dT%H%M%SZ')}.eml"
-    write_atomic(path, text, mode=0o600)
+    path = folder / f"invitation-{username}-{expires.strftime('%Y%m%dT%H%M%S%fZ')}.eml"
+    write_new(path, text, mode=0o600)
     return path
 
 

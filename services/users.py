@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from services import user_data
 from services.database import connection
 from services.errors import PiperError, UsageError
-from services.files import write_atomic
+from services.files import write_new
 from services.profiles import Profile
 from services.project import Project
 
@@ -410,9 +410,9 @@ def delete_user(profile: Profile, project: Project, username: str, *, confirmed:
     folder = project.root / "private" / "deleted-users" / profile.name
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(project.root / "private", 0o700)
-    stamp_ = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp_ = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = folder / f"{username}-{stamp_}.json"
-    write_atomic(path, document, mode=0o600)
+    write_new(path, document, mode=0o600)
     with user_data_connection(profile, project, acting_user=username) as conn:
         row = _user_row(conn, profile, username, "id", lock=True)
         conn.execute(sql.SQL("DELETE FROM {} WHERE id = %s").format(sql.Identifier(table_for(profile))), (row["id"],))
