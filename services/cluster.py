@@ -186,6 +186,8 @@ def start(server: Server, *, config_file: Path) -> ServerState:
         raise ClusterError(f"environment {server.environment!r} has no database server yet; run `invoke setup --env {server.environment}`")
     _check_version(server, current)
     if current.running:
+        # Another command (or one that was killed) may have started it a moment ago.
+        wait_until_ready(server)
         return current
     _remove_stale_locks(server)
     _check_port_free(server, config_file)
@@ -363,6 +365,22 @@ def _check_version(server: Server, current: ServerState) -> None:
 def _postmaster(data_dir: Path) -> tuple[int | None, bool]:
     """Return (pid of the live postmaster or None, whether a stale postmaster.pid is left)."""
     return _lock_owner(data_dir / "postmaster.pid")
+
+
+def wait_until_ready(server: Server, timeout: float = _START_TIMEOUT) -> None:
+    """Wait until a live postmaster says it accepts connections (postmaster.pid line 8: ready)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            lines = (server.data_dir / "postmaster.pid").read_text().splitlines()
+        except FileNotFoundError:
+            lines = []
+        if len(lines) >= 8 and lines[7].strip() == "ready":
+            return
+        if time.monotonic() > deadline or not state(server).running:
+            raise ClusterError(f"the server of environment {server.environment!r} did not become ready; "
+                               f"see {server.log_file}")
+        time.sleep(0.05)
 
 
 def _lock_owner(lock_file: Path) -> tuple[int | None, bool]:

@@ -120,6 +120,8 @@ def _setup_local(profile: Profile, project: Project) -> SetupReport:
     if not cluster.state(server).running:
         cluster.start(server, config_file=profile.source)
         changes.append(f"started the server (port {server.port})")
+    else:
+        cluster.wait_until_ready(server)  # it may have been started a moment ago by another command
     if preload is not None:
         preload.join()
     sockets = str(server.socket_dir)
