@@ -135,6 +135,7 @@ def initialize(server: Server, superuser_password: str) -> Server:
     staging = home / f".{target.name}.initdb-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     for leftover in home.glob(f".{target.name}.initdb-*"):
+        _stop_processes_using(leftover)
         shutil.rmtree(leftover, ignore_errors=True)
     staging.mkdir(mode=0o700)
     private = Path(tempfile.mkdtemp(prefix="piper-initdb-"))
@@ -161,6 +162,24 @@ def initialize(server: Server, superuser_password: str) -> Server:
         return server
     os.rename(staging, home / target.name)
     return _link(server, home / target.name)
+
+
+def _stop_processes_using(staging: Path) -> None:
+    """Stop an initdb (and its postgres children) orphaned on a staging directory of ours.
+
+    A setup killed during initdb leaves initdb running on its own; it is found by the staging
+    directory in its command line, a path only piper-ops creates, never by a PID alone.
+    """
+    import psutil
+
+    needle = str(staging)
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if any(needle in part for part in process.info["cmdline"] or ()):
+                process.kill()
+                process.wait(timeout=10)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.TimeoutExpired):
+            continue
 
 
 def _link(server: Server, real: Path) -> Server:
