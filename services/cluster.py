@@ -245,8 +245,11 @@ def stop(server: Server) -> bool:
 
 def remove(server: Server) -> None:
     """Stop the server and delete its data directory (and a relocated one behind a link)."""
-    stop(server)
     target = server.project_data_dir
+    if target.exists() and any(target.iterdir()) and not (target / "PG_VERSION").exists():
+        raise ClusterError(f"{target} is not a PostgreSQL data directory; piper-ops deletes only its own clusters, "
+                           f"so it was left alone (check database.data_dir in environments/{server.environment}.yaml)")
+    stop(server)
     if target.is_symlink():
         real = Path(os.path.realpath(target))
         target.unlink()

@@ -182,8 +182,10 @@ def _validate(profile: Profile, check: _Checker, project: Project) -> None:
             check.fail("database.listen_addresses", "must be loopback only: '127.0.0.1', '::1', 'localhost' or ''")
         if db.server == "system" and not db.bin_dir:
             check.fail("database.bin_dir", "a system server needs the directory of its binaries (pg_ctl, initdb)")
-        if Path(db.data_dir).is_absolute() or ".." in Path(db.data_dir).parts:
-            check.fail("database.data_dir", "must be a path inside the project, such as postgres_data/NAME")
+        parts = Path(db.data_dir).parts
+        # Teardown deletes this directory: it must be one of its own, under postgres_data/.
+        if Path(db.data_dir).is_absolute() or ".." in parts or len(parts) < 2 or parts[0] != "postgres_data":
+            check.fail("database.data_dir", "must be a directory under postgres_data/, such as postgres_data/NAME")
     user = profile.default_user
     if not re.match(r"^[a-z0-9][a-z0-9_.-]{1,62}$", user.username):
         check.fail("default_user.username", "must be 2-63 lower-case letters, digits, '.', '_' or '-'")

@@ -239,3 +239,14 @@ def test_hosted_production_refuses_a_server_whose_certificate_it_cannot_verify(p
     monkeypatch.setenv("PIPER_PRODUCTION_DATABASE_URL", url.split("?")[0] + f"?sslrootcert={other}")
     with pytest.raises(PiperError, match="certificate verify failed"):
         environments.setup_environment(profile, project, allow_branch_mismatch=True)
+
+
+def test_teardown_never_deletes_a_directory_that_is_not_its_cluster(project: Project) -> None:
+    from services.errors import ClusterError
+
+    stranger = project.root / "postgres_data" / "tester"
+    stranger.mkdir(parents=True)
+    (stranger / "notes.txt").write_text("not a database")
+    with pytest.raises(ClusterError, match="is not a PostgreSQL data directory; piper-ops deletes only its own"):
+        environments.teardown_environment(load_profile("tester", project), project, confirmed=True)
+    assert (stranger / "notes.txt").read_text() == "not a database"
