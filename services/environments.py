@@ -205,12 +205,22 @@ def _bootstrap_roles(admin: connection.Target, profile: Profile, secrets: dict[s
             changes.append(f"created database {dbname}")
 
 
+#: Tables the application role may read but never change, and tables it may not touch at all:
+#: the record of data moves and the invitations are for admin tasks (the owner role) only.
+READ_ONLY_FOR_APP = ("piper_metadata", "alembic_version")
+CLOSED_TO_APP = ("user_data_events", "user_invitations")
+
+
 def _protect_bookkeeping(raw: psycopg.Connection, app_role: str) -> None:
-    """The application role may read which environment and revision this is, never change them."""
+    """The application role may read which environment and revision this is, never change them;
+    the record of data moves and the invitations stay out of its reach altogether."""
     from psycopg import sql
 
-    raw.execute(sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON piper_metadata, alembic_version FROM {}").format(
-        sql.Identifier(app_role)))
+    role = sql.Identifier(app_role)
+    read_only = sql.SQL(", ").join(map(sql.Identifier, READ_ONLY_FOR_APP))
+    closed = sql.SQL(", ").join(map(sql.Identifier, CLOSED_TO_APP))
+    raw.execute(sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(read_only, role))
+    raw.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(closed, role))
 
 
 def _application_role(profile: Profile, project: Project) -> str | None:
@@ -277,7 +287,12 @@ def _application_limits_hold(conn: psycopg.Connection, app_role: str) -> bool:
     row = conn.execute(
         "SELECT has_table_privilege(%(r)s, 'public.alpha_users', 'SELECT') "
         "AND NOT has_table_privilege(%(r)s, 'public.piper_metadata', 'UPDATE') "
-        "AND NOT has_table_privilege(%(r)s, 'public.alembic_version', 'UPDATE')", {"r": app_role}).fetchone()
+        "AND NOT has_table_privilege(%(r)s, 'public.alembic_version', 'UPDATE') "
+        "AND (to_regclass('public.user_data_events') IS NULL "
+        "     OR NOT has_table_privilege(%(r)s, 'public.user_data_events', 'SELECT, INSERT, UPDATE, DELETE')) "
+        "AND (to_regclass('public.user_invitations') IS NULL "
+        "     OR NOT has_table_privilege(%(r)s, 'public.user_invitations', 'SELECT, INSERT, UPDATE, DELETE'))",
+        {"r": app_role}).fetchone()
     return bool(row and row[0])
 
 

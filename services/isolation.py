@@ -160,6 +160,12 @@ def _check_row_level_security(profile: Profile, project: Project, usernames: lis
         if flags is None or flags[0] or flags[1] or (owner and owner[0]):
             return CheckResult("row-level-security", False, f"{app.user} is a superuser, may bypass RLS, or owns {table}; "
                                                             "connect the application as a role that owns nothing")
+        reachable = [name for name in ("user_data_events", "user_invitations") if conn.execute(
+            "SELECT has_table_privilege(current_user, %s, 'SELECT, INSERT, UPDATE, DELETE')", (f"public.{name}",)
+        ).fetchone()[0]]  # type: ignore[index]
+        if reachable:
+            return CheckResult("row-level-security", False, f"{app.user} can reach {', '.join(reachable)}, which only "
+                                                            f"admin tasks may; run `invoke setup --env {profile.name}`")
         unseen = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]
         conn.execute("SELECT set_config(%s, %s, true)", (ACTING_USER_SETTING, a))
         try:

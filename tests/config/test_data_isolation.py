@@ -120,6 +120,16 @@ def test_an_application_role_that_can_rewrite_the_stamp_fails_until_setup_repair
     assert isolation_script.main(["--env", "alpha"]) == 0
 
 
+def test_an_application_role_that_can_read_the_event_log_fails_until_setup_repairs_it(alpha_only, capsys) -> None:
+    with _owner(alpha_only) as conn:
+        conn.execute("GRANT SELECT, DELETE ON user_data_events TO piper_app")
+        conn.commit()
+    assert isolation_script.main(["--env", "alpha"]) == 1
+    assert "piper_app can reach user_data_events, which only admin tasks may" in capsys.readouterr().out
+    set_up(load_profile("alpha", alpha_only), alpha_only)
+    assert isolation_script.main(["--env", "alpha"]) == 0
+
+
 def test_loose_file_permissions_fail(alpha_only, capsys) -> None:
     alpha_only.env_file.chmod(0o644)
     try:
