@@ -264,25 +264,31 @@ def export_user(profile: Profile, project: Project, username: str, keys: list[st
     PostgreSQL writes the payload's JSON itself: megabytes of preferences go from the row to the
     file without being parsed and serialised again in Python.
     """
+    validate_username(username)
+    with user_data_connection(profile, project, acting_user=username) as conn:
+        return _export(conn, profile, username, keys)
+
+
+def _export(conn: psycopg.Connection, profile: Profile, username: str, keys: list[str] | None,
+            *, lock: bool = False) -> tuple[bytes, str]:
+    """Build and record the export inside the caller's transaction (optionally locking the row)."""
     from services import migrations
 
-    validate_username(username)
     table = table_for(profile)
-    with user_data_connection(profile, project, acting_user=username) as conn:
-        row = _user_row(conn, profile, username, "id, array(SELECT jsonb_object_keys(preferences)) AS keys")
-        if keys is not None:
-            missing = [k for k in keys if k not in row["keys"]]
-            if missing:
-                raise UsageError(f"user {username!r} has no preference key {missing[0]!r}; keys: {', '.join(sorted(row['keys']))}")
-        query = user_data.payload_sql(table, _FIELDS[table], with_learning_data=table == "alpha_users")
-        found = conn.execute(query, {"username": username, "keys": keys}).fetchone()
-        assert found is not None  # the row was found by _user_row in this transaction
-        revision = migrations.current_revision(conn)
-        payload = user_data.payload_text(found[1], found[2], found[3], keys)
-        document, checksum = user_data.build_export(
-            environment=profile.name, database=profile.database.name, schema_revision=revision, payload=payload)
-        record_event(conn, profile, "export", user_id=row["id"], username=username, checksum=checksum,
-                     details={"keys": keys, "bytes": len(document)})
+    row = _user_row(conn, profile, username, "id, array(SELECT jsonb_object_keys(preferences)) AS keys", lock=lock)
+    if keys is not None:
+        missing = [k for k in keys if k not in row["keys"]]
+        if missing:
+            raise UsageError(f"user {username!r} has no preference key {missing[0]!r}; keys: {', '.join(sorted(row['keys']))}")
+    query = user_data.payload_sql(table, _FIELDS[table], with_learning_data=table == "alpha_users")
+    found = conn.execute(query, {"username": username, "keys": keys}).fetchone()
+    assert found is not None  # the row was found by _user_row in this transaction
+    payload = user_data.payload_text(found[1], found[2], found[3], keys)
+    document, checksum = user_data.build_export(
+        environment=profile.name, database=profile.database.name, schema_revision=migrations.current_revision(conn),
+        payload=payload)
+    record_event(conn, profile, "export", user_id=row["id"], username=username, checksum=checksum,
+                 details={"keys": keys, "bytes": len(document)})
     return document, checksum
 
 
@@ -314,7 +320,10 @@ def plan_import(profile: Profile, project: Project, raw: bytes, origin: str, use
         return ImportPlan(profile.name, table, username, address, "create", document, document.preferences,
                           incoming_learning, user_data.changed_keys({}, document.preferences), None, not_carried)
     current_prefs, current_learning = row[3], (row[5] if table == "alpha_users" else None)
-    same = (row[1] == address and current_prefs == document.preferences
+    # A partial export (--keys) speaks only of its keys: the user's other preferences stay.
+    incoming = document.preferences if document.keys is None else {
+        **{k: v for k, v in current_prefs.items() if k not in document.keys}, **document.preferences}
+    same = (row[1] == address and current_prefs == incoming
             and (table == "users" or current_learning == incoming_learning)
             and (document.user.get("display_name") in (None, row[2])))
     if same:
@@ -324,12 +333,12 @@ def plan_import(profile: Profile, project: Project, raw: bytes, origin: str, use
         prefs = user_data.deep_merge(current_prefs, document.preferences)
         learning = user_data.deep_merge(current_learning, incoming_learning) if incoming_learning is not None else current_learning
     elif mode == "replace":
-        prefs, learning = document.preferences, incoming_learning
+        prefs, learning = incoming, incoming_learning
     else:
         prefs, learning = current_prefs, current_learning
     action = mode if mode != "refuse" else "conflict"
     return ImportPlan(profile.name, table, username, address, action, document, prefs, learning,  # type: ignore[arg-type]
-                      user_data.changed_keys(current_prefs, document.preferences if action == "conflict" else prefs),
+                      user_data.changed_keys(current_prefs, incoming if action == "conflict" else prefs),
                       row[4], not_carried)
 
 
@@ -406,19 +415,20 @@ def delete_user(profile: Profile, project: Project, username: str, *, confirmed:
         from services.errors import ConfirmationRequired
 
         raise ConfirmationRequired(f"deleting {username!r} from {profile.name} removes all their data; confirm, or pass --yes")
-    document, checksum = export_user(profile, project, username)
     folder = project.root / "private" / "deleted-users" / profile.name
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(project.root / "private", 0o700)
     stamp_ = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = folder / f"{username}-{stamp_}.json"
-    write_new(path, document, mode=0o600)
     with user_data_connection(profile, project, acting_user=username) as conn:
-        row = _user_row(conn, profile, username, "id", lock=True)
-        conn.execute(sql.SQL("DELETE FROM {} WHERE id = %s").format(sql.Identifier(table_for(profile))), (row["id"],))
+        # One transaction, the row locked from export to delete: nothing written in between is lost.
+        document, checksum = _export(conn, profile, username, None, lock=True)
+        write_new(path, document, mode=0o600)  # on disk before the delete commits
+        user_id = _user_row(conn, profile, username, "id")["id"]
+        conn.execute(sql.SQL("DELETE FROM {} WHERE id = %s").format(sql.Identifier(table_for(profile))), (user_id,))
         conn.execute("UPDATE user_data_events SET username = NULL, username_sha256 = %s WHERE user_id = %s",
-                     (user_data.sha256_hex(username.encode()), row["id"]))
-        record_event(conn, profile, "delete", user_id=row["id"], username=None, checksum=checksum,
+                     (user_data.sha256_hex(username.encode()), user_id))
+        record_event(conn, profile, "delete", user_id=user_id, username=None, checksum=checksum,
                      username_sha256=user_data.sha256_hex(username.encode()))
     return path, checksum
 

@@ -269,3 +269,19 @@ def test_context_of_an_imported_user_carries_their_preferences(alpha_env, tester
     assert import_user_data.main(["--username", name, "--data", str(path), "--yes", "--env", "tester"]) == 0
     context = UserContextService(t_profile, t_project).get_context(name)
     assert context["nested"] == HOSTILE["nested"] and "identity" in context
+
+
+def test_replacing_from_a_partial_export_keeps_the_keys_it_does_not_carry(alpha_env, tester, monkeypatch, capsys) -> None:
+    from services import users
+
+    a_profile, a_project = alpha_env
+    t_profile, t_project = tester
+    assert create_test_alpha_user.main(["--username", "fake.partial", "--env", "alpha"]) == 0
+    _set_prefs(a_profile, a_project, "fake.partial", {"a": "from alpha", "b": 2})
+    document, _ = users.export_user(a_profile, a_project, "fake.partial", keys=["a"])
+    monkeypatch.setenv("PIPER_ROOT", str(t_project.root))
+    assert create_test_alpha_user.main(["--username", "fake.partial", "--env", "tester"]) == 0
+    _set_prefs(t_profile, t_project, "fake.partial", {"a": "old", "b": "kept", "c": "kept too"})
+    plan = users.plan_import(t_profile, t_project, document, "partial.json", "fake.partial", None, "replace")
+    users.apply_import(t_profile, t_project, plan)
+    assert _row(t_profile, t_project, "fake.partial")[1] == {"a": "from alpha", "b": "kept", "c": "kept too"}
