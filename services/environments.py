@@ -111,7 +111,7 @@ def _setup_local(profile: Profile, project: Project) -> SetupReport:
     changes: list[str] = []
     server = cluster.locate(profile, project, prepare=True)
     current = cluster.state(server)
-    secrets = _ensure_secrets(profile, project, initialized=current.initialized, changes=changes)
+    secrets, reset = _ensure_secrets(profile, project, initialized=current.initialized, changes=changes)
     preload = _preload_database_modules() if not current.running else None
     if not current.initialized:
         server = cluster.initialize(server, secrets["admin"])
@@ -126,7 +126,7 @@ def _setup_local(profile: Profile, project: Project) -> SetupReport:
         preload.join()
     sockets = str(server.socket_dir)
     admin = connection.target(profile, project, "admin", dbname="postgres", socket_dir=sockets)
-    _bootstrap_roles(admin, profile, secrets, changes)
+    _bootstrap_roles(admin, profile, secrets, changes, reset=reset)
     owner = connection.target(profile, project, "owner", socket_dir=sockets)
     revision = _migrate_and_stamp(owner, profile, project, changes)
     return SetupReport(profile.name, owner.display(), revision, changes)
@@ -157,12 +157,15 @@ def _setup_hosted(profile: Profile, project: Project) -> SetupReport:
     return SetupReport(profile.name, owner.display(), revision, changes)
 
 
-def _ensure_secrets(profile: Profile, project: Project, *, initialized: bool, changes: list[str]) -> dict[str, str]:
+def _ensure_secrets(profile: Profile, project: Project, *, initialized: bool,
+                    changes: list[str]) -> tuple[dict[str, str], frozenset[str]]:
+    """Return the environment's passwords, generating missing ones, and the roles whose password
+    was generated for a server that already exists (setup then sets it on the role)."""
     known = connection.secrets(project)
     roles = ("admin", "owner", "app")
     found = {role: known.get(connection.password_key(profile.name, role)) for role in roles}
     if all(found.values()):
-        return {role: str(value) for role, value in found.items()}
+        return {role: str(value) for role, value in found.items()}, frozenset()
     if initialized and not found["admin"]:
         raise UsageError(
             f"{profile.database.data_dir} exists but {project.env_file} holds no "
@@ -174,28 +177,34 @@ def _ensure_secrets(profile: Profile, project: Project, *, initialized: bool, ch
     # whose password is known nowhere.
     envfile.update(project.env_file, {connection.password_key(profile.name, r): created[r] for r in roles})
     changes.append(f"generated passwords for {profile.name} in {project.env_file.name} (mode 0600)")
-    return {role: str(value) for role, value in created.items()}
+    reset = frozenset(role for role, value in found.items() if not value) if initialized else frozenset()
+    return {role: str(value) for role, value in created.items()}, reset
 
 
-def _bootstrap_roles(admin: connection.Target, profile: Profile, secrets: dict[str, str], changes: list[str]) -> None:
+def _bootstrap_roles(admin: connection.Target, profile: Profile, secrets: dict[str, str], changes: list[str],
+                     *, reset: frozenset[str] = frozenset()) -> None:
     from psycopg import sql
 
     owner, app, dbname = connection.ROLE_NAMES["owner"], connection.ROLE_NAMES["app"], profile.database.name
     with connection.connect(admin, autocommit=True) as conn:
         roles = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", ([owner, app],))}
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is not None
-        if roles == {owner, app} and exists:
+        if roles == {owner, app} and exists and not reset:
             return
         # Keep the passwords below out of the server log, even when a statement fails.
         conn.execute("SET log_statement = 'none'")
         conn.execute("SET log_min_error_statement = 'panic'")
         for role, options in ((owner, "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB"),
                               (app, "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOBYPASSRLS NOINHERIT")):
+            key = "owner" if role == owner else "app"
             if role not in roles:
-                key = "owner" if role == owner else "app"
                 conn.execute(sql.SQL("CREATE ROLE {} " + options + " PASSWORD {}").format(
                     sql.Identifier(role), sql.Literal(secrets[key])))
                 changes.append(f"created role {role}")
+            elif key in reset:
+                # .env had lost this password: the new one from .env goes onto the role.
+                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(secrets[key])))
+                changes.append(f"set the new password of role {role}")
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0").format(
                 sql.Identifier(dbname), sql.Identifier(owner)))

@@ -138,6 +138,19 @@ def test_branch_guard_warns_by_default_and_refuses_when_the_profile_says_so(tmp_
     assert environments.check_branch(load_profile("dev", project), project, allow_mismatch=False) is None
 
 
+def test_setup_sets_new_passwords_when_env_file_lost_the_owner_and_app_ones(project: Project) -> None:
+    profile = load_profile("tester", project)
+    set_up(profile, project)
+    envfile.update(project.env_file, {"PIPER_TESTER_OWNER_PASSWORD": None, "PIPER_TESTER_APP_PASSWORD": None})
+    report = set_up(profile, project)
+    assert "set the new password of role piper_owner" in report.changes
+    assert "set the new password of role piper_app" in report.changes
+    for role in ("owner", "app"):
+        with connection.connect(connection.target(profile, project, role)) as conn:  # type: ignore[arg-type]
+            assert conn.execute("SELECT current_user").fetchone() == (f"piper_{role}",)
+    assert set_up(profile, project).changes == []
+
+
 def test_setup_refuses_when_env_file_lost_the_passwords_and_teardown_still_keeps_a_copy(project: Project) -> None:
     import tarfile
 
