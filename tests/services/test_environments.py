@@ -136,6 +136,12 @@ def test_branch_guard_warns_by_default_and_refuses_when_the_profile_says_so(tmp_
     assert not (project.root / "postgres_data" / "tester").exists()
     assert environments.check_branch(tester, project, allow_mismatch=True) is not None
     assert environments.check_branch(load_profile("dev", project), project, allow_mismatch=False) is None
+    # A detached HEAD (as in CI) is no branch at all: a profile that refuses still refuses.
+    git = ["git", "-C", str(project.root), "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    subprocess.run([*git, "checkout", "-q", "--detach"], check=True)
+    with pytest.raises(PiperError, match=r"on branch '\(detached HEAD\)' but environment 'tester' expects"):
+        environments.setup_environment(tester, project)
 
 
 def test_setup_sets_new_passwords_when_env_file_lost_the_owner_and_app_ones(project: Project) -> None:
