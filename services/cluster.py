@@ -211,9 +211,7 @@ def start(server: Server, *, config_file: Path) -> ServerState:
     _remove_stale_locks(server)
     _check_port_free(server, config_file)
     _write_server_config(server)
-    server.socket_dir.mkdir(mode=0o700, exist_ok=True)
-    if server.account is not None:
-        os.chown(server.socket_dir, server.account.uid, server.account.gid)
+    _private_socket_dir(server)
     deadline = time.monotonic() + _START_TIMEOUT
     while True:
         offset = _log_size(server)
@@ -387,6 +385,28 @@ def _check_version(server: Server, current: ServerState) -> None:
 def _postmaster(data_dir: Path) -> tuple[int | None, bool]:
     """Return (pid of the live postmaster or None, whether a stale postmaster.pid is left)."""
     return _lock_owner(data_dir / "postmaster.pid")
+
+
+def _private_socket_dir(server: Server) -> None:
+    """Create the socket directory, or accept an existing one only if it is ours and closed.
+
+    The fallback for long paths lives in the shared temporary directory under a predictable name:
+    a directory someone else made there first could let them stand in for the server.
+    """
+    import stat
+
+    directory = server.socket_dir
+    try:
+        directory.mkdir(mode=0o700)
+        if server.account is not None:
+            os.chown(directory, server.account.uid, server.account.gid, follow_symlinks=False)
+    except FileExistsError:
+        pass  # checked below, never adopted
+    info = os.lstat(directory)
+    owner = server.account.uid if server.account is not None else os.geteuid()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != owner or stat.S_IMODE(info.st_mode) & 0o077:
+        raise ClusterError(f"socket directory {directory} is not a private directory of the server's own "
+                           f"(owner uid {info.st_uid}, mode {oct(stat.S_IMODE(info.st_mode))}); remove it and start again")
 
 
 def wait_until_ready(server: Server, timeout: float = _START_TIMEOUT) -> None:

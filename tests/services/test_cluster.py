@@ -203,3 +203,18 @@ def test_a_data_directory_from_another_major_version_is_refused(project: Project
         assert not cluster.state(server).running
     finally:
         version_file.write_text(real)
+
+
+def test_a_socket_directory_someone_else_prepared_is_refused(project: Project, monkeypatch) -> None:
+    import shutil as _shutil
+
+    profile = load_profile("tester", project)
+    set_up(profile, project)
+    server = _server(project, "tester")
+    cluster.stop(server)
+    _shutil.rmtree(server.socket_dir)
+    server.socket_dir.mkdir(mode=0o777)
+    os.chmod(server.socket_dir, 0o777)  # open to everyone, as a squatter would leave it
+    with pytest.raises(ClusterError, match="is not a private directory of the server's own"):
+        cluster.start(server, config_file=profile.source)
+    assert not cluster.state(server).running
