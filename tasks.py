@@ -280,11 +280,11 @@ def delete_user(c, username, yes=False, env=None, debug=False):
 
 
 @task(name="accept-invitation", help={
-    "token": "the token from the invitation email, or - to read it from standard input",
+    "token": "the token from the invitation email (default: asked); given here it is visible to other processes",
     "password_stdin": "read the password from standard input (first line)",
     "env": ENV_HELP, "debug": DEBUG_HELP,
 })
-def accept_invitation(c, token, password_stdin=False, env=None, debug=False):
+def accept_invitation(c, token=None, password_stdin=False, env=None, debug=False):
     """Set a production password with an invitation token (same as scripts/accept_invitation.py)."""
     _script_task("accept_invitation", _flags(token=token, password_stdin=password_stdin, env=env, debug=debug))
 

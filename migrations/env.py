@@ -13,7 +13,7 @@ from services.database.models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise SystemExit("error: run migrations through piper-ops (`invoke setup --env NAME` or `invoke migrate --env NAME`)")
+    raise SystemExit("error: run migrations through piper-ops: `invoke setup --env NAME`")
 
 context.configure(
     connection=connection,

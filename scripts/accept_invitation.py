@@ -1,9 +1,11 @@
 """Accept a production invitation: set your password with the single-use token from the email.
 
-    python scripts/accept_invitation.py --env production --token TOKEN
+    python scripts/accept_invitation.py --env production
 
-The password is asked on the terminal (twice), or read from standard input with
---password-stdin; it never appears in process arguments. It is stored as an Argon2id hash.
+The token and the password are asked on the terminal (the password twice). Without a terminal
+they are read from standard input, the token on the first line and, with --password-stdin, the
+password on the next. `--token TOKEN` works too, but puts the token where other processes can
+see it. The password is stored as an Argon2id hash.
 """
 
 from __future__ import annotations
@@ -24,14 +26,21 @@ from services import invitations  # noqa: E402
 def main(argv: Sequence[str] | None = None) -> int:
     """Set the password for the invitation's user; return the exit code."""
     cli = _cli.parser("Set your production password with an invitation token.")
-    cli.add_argument("--token", required=True, help="the token from the invitation email, or - to read it from standard input")
+    cli.add_argument("--token", help="the token from the invitation email (default: asked, or read from standard "
+                                     "input); giving it here makes it visible to other processes")
     cli.add_argument("--password-stdin", action="store_true", help="read the password from standard input (first line)")
     return _cli.run(cli, argv, _accept)
 
 
 def _accept(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
-    token = sys.stdin.readline().strip() if args.token == "-" else args.token.strip()
+    if args.token in (None, "-"):
+        token = getpass.getpass("Invitation token: ") if sys.stdin.isatty() else sys.stdin.readline()
+    else:
+        token = args.token
+        print("warning: a token on the command line is visible to other processes; leave --token out to be asked",
+              file=sys.stderr)
+    token = token.strip()
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     elif sys.stdin.isatty():

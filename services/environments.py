@@ -352,7 +352,9 @@ def run_setup_steps(plan: StepPlan, run_step: StepRunner) -> None:
     for script, args in plan.steps:
         code = run_step(script, list(args))
         if code != 0:
-            raise PiperError(f"setup step `{script} {' '.join(args)}` failed (exit {code}); fix it and run setup again")
+            failure = PiperError(f"setup step `{script} {' '.join(args)}` failed (exit {code}); fix it and run setup again")
+            failure.exit_code = code  # bad input stays exit 2, a refusal exit 1
+            raise failure
 
 
 @contextmanager

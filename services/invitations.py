@@ -48,9 +48,17 @@ def outbox_dir(project: Project) -> Path:
     return project.root / "outbox"
 
 
-def invite(conn: psycopg.Connection, profile: Profile, project: Project, user_id: uuid.UUID, username: str,
-           email: str, *, outbox: Path | None = None, display_name: str | None = None) -> Path:
-    """Create an invitation inside the caller's transaction and write its email; return the email's path."""
+@dataclass(frozen=True)
+class PendingInvitation:
+    """An invitation whose hash is stored in the (uncommitted) transaction; its email is not written yet."""
+
+    filename: str
+    text: str
+
+
+def invite(conn: psycopg.Connection, profile: Profile, user_id: uuid.UUID, username: str, email: str, *,
+           display_name: str | None = None) -> PendingInvitation:
+    """Store an invitation (its token's hash) inside the caller's transaction; return its email, unwritten."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     from services.users import record_event
@@ -65,11 +73,16 @@ def invite(conn: psycopg.Connection, profile: Profile, project: Project, user_id
     text = templates.get_template("invitation.txt.j2").render(
         email=email, username=username, display_name=display_name, token=token, expires_at=expires,
         environment=profile.name)
+    return PendingInvitation(f"invitation-{username}-{expires.strftime('%Y%m%dT%H%M%S%fZ')}.eml", text)
+
+
+def write_invitation(project: Project, pending: PendingInvitation, outbox: Path | None = None) -> Path:
+    """Write a committed invitation's email into the outbox (git-ignored, 0700; file 0600); return its path."""
     folder = outbox or outbox_dir(project)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(folder, 0o700)
-    path = folder / f"invitation-{username}-{expires.strftime('%Y%m%dT%H%M%S%fZ')}.eml"
-    write_new(path, text, mode=0o600)
+    path = folder / pending.filename
+    write_new(path, pending.text, mode=0o600)
     return path
 
 

@@ -165,6 +165,7 @@ def create_user(profile: Profile, project: Project, username: str, email: str | 
     An existing user with another email than the one asked for is an error, not a silent success.
     Concurrent calls for the same user both succeed; one of them creates it.
     """
+    import psycopg
     from psycopg import sql
 
     validate_username(username)
@@ -177,11 +178,15 @@ def create_user(profile: Profile, project: Project, username: str, email: str | 
             address = email or f"{username}@example.invalid"
             if conn.execute(sql.SQL("SELECT 1 FROM {} WHERE email = %s").format(table), (address,)).fetchone():
                 raise UsageError(f"email {address!r} already belongs to another user in {profile.name}; use another email")
-            created = conn.execute(
-                sql.SQL("INSERT INTO {} (username, email, display_name) VALUES (%s, %s, %s) "
-                        "ON CONFLICT (username) DO NOTHING RETURNING id").format(table),
-                (username, address, display_name),
-            ).fetchone()
+            try:
+                created = conn.execute(
+                    sql.SQL("INSERT INTO {} (username, email, display_name) VALUES (%s, %s, %s) "
+                            "ON CONFLICT (username) DO NOTHING RETURNING id").format(table),
+                    (username, address, display_name),
+                ).fetchone()
+            except psycopg.errors.UniqueViolation:
+                raise UsageError(f"email {address!r} was just taken by another user in {profile.name}; "
+                                 "use another email") from None
             if created is not None:
                 return UserResult(created[0], username, address, created=True)
             row = conn.execute(sql.SQL("SELECT id, username, email FROM {} WHERE username = %s").format(table), (username,)).fetchone()
@@ -347,16 +352,32 @@ def apply_import(profile: Profile, project: Project, plan: ImportPlan, *, outbox
 
     Refuses when the user changed since the plan was made, so a confirmation always matches what is written.
     """
-    from psycopg import sql
-    from psycopg.types.json import Jsonb
-
     if plan.action == "conflict":
         raise ImportConflict(
             f"user {plan.username!r} already exists in {plan.environment} with other data; "
             "pass --merge to merge the file into it, or --replace to overwrite it"
         )
+    import psycopg
+
+    try:
+        user_id, pending = _apply(profile, project, plan)
+    except psycopg.errors.UniqueViolation:
+        raise ImportConflict(f"user {plan.username!r} or email {plan.email!r} was taken in {plan.environment} while the "
+                             "import ran; run it again") from None
+    if pending is None:
+        return ImportResult(user_id, plan.action)
+    from services import invitations
+
+    # Written only once the user and the invitation's hash are committed: no email for a token that does not exist.
+    return ImportResult(user_id, plan.action, invitations.write_invitation(project, pending, outbox))
+
+
+def _apply(profile: Profile, project: Project, plan: ImportPlan) -> tuple[uuid.UUID, Any]:
+    from psycopg import sql
+    from psycopg.types.json import Jsonb
+
     table = sql.Identifier(plan.table)
-    invitation: Path | None = None
+    pending = None
     with user_data_connection(profile, project, acting_user=plan.username) as conn:
         row = conn.execute(sql.SQL("SELECT id, updated_at FROM {} WHERE username = %s FOR UPDATE").format(table),
                            (plan.username,)).fetchone()
@@ -364,7 +385,7 @@ def apply_import(profile: Profile, project: Project, plan: ImportPlan, *, outbox
             raise ImportConflict(f"user {plan.username!r} changed in {plan.environment} while the import was prepared; run it again")
         if plan.action == "unchanged":
             assert row is not None
-            return ImportResult(row[0], "unchanged")
+            return row[0], None
         user = plan.document.user
         if plan.action == "create":
             names = ["username", "email", "display_name", "preferences"]
@@ -383,8 +404,8 @@ def apply_import(profile: Profile, project: Project, plan: ImportPlan, *, outbox
             if profile.hosted:
                 from services import invitations
 
-                invitation = invitations.invite(conn, profile, project, user_id, plan.username, plan.email,
-                                                outbox=outbox, display_name=user.get("display_name"))
+                pending = invitations.invite(conn, profile, user_id, plan.username, plan.email,
+                                             display_name=user.get("display_name"))
         else:
             assert row is not None
             user_id = row[0]
@@ -400,7 +421,7 @@ def apply_import(profile: Profile, project: Project, plan: ImportPlan, *, outbox
         record_event(conn, profile, "import", user_id=user_id, username=plan.username,
                      source_environment=plan.document.source_environment, checksum=plan.document.checksum,
                      details={"action": plan.action, "changes": plan.changes, "exported_at": plan.document.exported_at})
-    return ImportResult(user_id, plan.action, invitation)
+    return user_id, pending
 
 
 def delete_user(profile: Profile, project: Project, username: str, *, confirmed: bool) -> tuple[Path, str]:

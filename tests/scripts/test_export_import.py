@@ -216,10 +216,10 @@ def test_import_into_production_creates_an_invitation_that_works_once(alpha_env,
     assert len(emails) == 1 and str(emails[0]) in out
     assert stat.S_IMODE(emails[0].stat().st_mode) == 0o600
     text = emails[0].read_text()
-    token = text.split("--token ")[1].split()[0]
+    token = text.split("one-time token when it asks:")[1].split()[0]
     assert f"To: {email}" in text and len(hashes) == 1 and token not in hashes[0] and len(hashes[0]) == 64
-    monkeypatch.setattr(sys, "stdin", io.StringIO("a-long-enough-password\n"))
-    assert accept_invitation.main(["--token", token, "--password-stdin", "--env", "production"]) == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{token}\na-long-enough-password\n"))
+    assert accept_invitation.main(["--password-stdin", "--env", "production"]) == 0
     with connection.connect(connection.target(p_profile, p_project, "owner")) as conn:
         stored = conn.execute("SELECT password_hash FROM users WHERE username = %s", (name,)).fetchone()[0]
     assert stored.startswith("$argon2id$") and "a-long-enough-password" not in stored
@@ -239,7 +239,8 @@ def test_an_expired_invitation_is_refused(alpha_env, exported, production_env, c
     assert import_user_data.main(["--username", name, "--email", f"{name}.x@example.invalid", "--data", str(path),
                                   "--yes", "--env", "production"]) == 0
     capsys.readouterr()
-    token = sorted((p_project.root / "outbox").glob(f"invitation-{name}-*.eml"))[-1].read_text().split("--token ")[1].split()[0]
+    token = sorted((p_project.root / "outbox").glob(f"invitation-{name}-*.eml"))[-1].read_text().split(
+        "one-time token when it asks:")[1].split()[0]
     with connection.connect(connection.target(p_profile, p_project, "owner")) as conn:
         conn.execute("UPDATE user_invitations SET expires_at = now() - interval '1 minute'")
         conn.commit()
