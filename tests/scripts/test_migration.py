@@ -161,3 +161,10 @@ def test_dev_setup_without_the_pms_data_file_stops_before_changing_anything(proj
     other.write_text(json.dumps({"piper_personal_data": 1, "username": "xian", "preferences": {"from": "setup flag"}}))
     set_up(load_profile("dev", project), project, data_file=str(other))
     assert _prefs(load_profile("dev", project), project, "xian") == {"from": "setup flag"}
+
+
+def test_setup_with_someone_elses_data_file_exits_2_like_the_script(project, tmp_path) -> None:
+    other = _data_file(tmp_path, "fake.someone.else", {"tone": "not tester123's"})
+    result = run_cli([*INVOKE, "setup", "--env", "tester", "--data-file", str(other)], project)
+    assert result.returncode == 2
+    assert "holds the data of user 'fake.someone.else', not 'tester123'" in result.stderr
