@@ -182,6 +182,58 @@ def db_stop(c, env=None, debug=False):
     print(f"{profile.name}: server stopped" if stopped else f"{profile.name}: server was not running")
 
 
+@task(name="db-backup", help={
+    "env": ENV_HELP, "list": "list the environment's backups with their dates and sizes instead",
+    "debug": DEBUG_HELP,
+})
+def db_backup(c, env=None, list=False, debug=False):
+    """Back up an environment's database (verified pg_dump in backups/<env>/) and rotate old backups."""
+    from services import db_backups, environments
+
+    profile, project = _edge(debug, lambda: _selected(env))
+    if list:
+        backups = db_backups.list_backups(profile, project)
+        if not backups:
+            print(f"{profile.name}: no backups yet; run `invoke db-backup --env {profile.name}`")
+        for backup in backups:
+            print(f"{backup.taken:%Y-%m-%d %H:%M:%S}  {backup.size:>11}  {backup.path}")
+        return
+    result = _edge(debug, lambda: environments.backup_environment(profile, project))
+    print(f"{profile.name}: backed up to {result.archive} (verified)")
+    for path in result.rotated_out:
+        print(f"  - rotated out {path.name} (backups: policy in {profile.source.name})")
+
+
+@task(name="db-restore", help={
+    "env": ENV_HELP, "file": "the archive to restore (default: the environment's newest backup)",
+    "from_env": "accept an archive of this other environment (it is stamped for this one once restored)",
+    "yes": "do not ask for confirmation", "debug": DEBUG_HELP,
+})
+def db_restore(c, env=None, file=None, from_env=None, yes=False, debug=False):
+    """Restore a database backup over an environment, after backing up what is there (asks first)."""
+    from pathlib import Path
+
+    from services import environments
+
+    profile, project = _edge(debug, lambda: _selected(env))
+    archive = Path(file).resolve() if file else None
+    if not yes:
+        if not sys.stdin.isatty():
+            raise Exit(f"error: restoring replaces the database of {profile.name!r}; run it in a terminal to confirm, "
+                       "or pass --yes", code=1)
+        what = archive.name if archive else "the newest backup"
+        answer = input(f"Replace the database of {profile.name!r} with {what} (a backup is taken first)? "
+                       f"Type {profile.name} to confirm: ")
+        if answer.strip() != profile.name:
+            raise Exit("error: not confirmed; nothing was changed", code=1)
+    result = _edge(debug, lambda: environments.restore_environment(profile, project, archive, from_env=from_env,
+                                                                   confirmed=True))
+    print(f"{profile.name}: backed up the database first to {result.backup_before}")
+    print(f"{profile.name}: restored {result.archive}")
+    for change in result.changes:
+        print(f"  - {change}")
+
+
 @task(name="create-user", help={
     "env": ENV_HELP, "username": "the user's login name (lower-case)",
     "email": "the user's email (default: USERNAME@example.invalid)", "display_name": "the name shown to people",

@@ -17,6 +17,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from importlib.util import find_spec
 from pathlib import Path
@@ -523,31 +525,62 @@ def _log_tail(server: Server, *, since: int) -> str:
 def dump_database(server: Server, dbname: str, user: str, password: str, destination: Path) -> None:
     """Write a pg_dump custom-format archive of dbname to destination, then check it reads back.
 
-    pg_dump gets the password through a private passfile named in its environment, never through
-    its arguments. The archive is written under a temporary name and linked into place only when
-    complete and verified, so an existing file is never overwritten.
+    The archive is written under a temporary name and linked into place only when complete and
+    verified, so an existing file is never overwritten.
     """
-    private = Path(tempfile.mkdtemp(prefix="piper-dump-"))
+    partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
     try:
-        passfile = private / "pgpass"
-        passfile.write_text(f"*:*:*:*:{password.replace(chr(92), chr(92) * 2).replace(':', chr(92) + ':')}\n")
-        os.chmod(passfile, 0o600)
-        partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
-        env = {**_child_env(), "PGPASSFILE": str(passfile)}
-        for argv in ([str(server.bin_dir / "pg_dump"), "--format=custom", f"--file={partial}",
-                      f"--host={server.socket_dir}", f"--port={server.port}", f"--username={user}", "--no-password", dbname],
-                     [str(server.bin_dir / "pg_restore"), "--list", str(partial)]):
-            result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, check=False)
-            if result.returncode != 0:
-                partial.unlink(missing_ok=True)
-                detail = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-                raise ClusterError(f"backup of {dbname} in environment {server.environment!r} failed: {detail}")
+        with _client_env(password) as env:
+            for argv in (["pg_dump", "--format=custom", f"--file={partial}", *_client_target(server, user), dbname],
+                         ["pg_restore", "--list", str(partial)]):
+                _run_client(server, argv, env, what=f"backup of {dbname}")
         os.chmod(partial, 0o600)
         try:
             os.link(partial, destination)
         except FileExistsError:
             raise ClusterError(f"{destination} already exists; it was not overwritten, run the command again") from None
-        finally:
-            partial.unlink(missing_ok=True)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def archive_table(server: Server, archive: Path, table: str) -> str:
+    """Return the data of one table in a pg_dump archive, as the COPY text pg_restore prints."""
+    return _run_client(server, ["pg_restore", "--data-only", f"--table={table}", "--file=-", str(archive)], _child_env(),
+                       what=f"reading {archive.name}")
+
+
+def restore_database(server: Server, dbname: str, user: str, password: str, archive: Path) -> None:
+    """Restore a pg_dump archive over dbname in one transaction: all of it, or nothing on any error."""
+    with _client_env(password) as env:
+        _run_client(server, ["pg_restore", "--clean", "--if-exists", "--single-transaction", "--exit-on-error",
+                             "--no-owner", f"--role={user}", f"--dbname={dbname}", *_client_target(server, user),
+                             str(archive)], env, what=f"restore of {archive.name} into {dbname}")
+
+
+def _client_target(server: Server, user: str) -> list[str]:
+    return [f"--host={server.socket_dir}", f"--port={server.port}", f"--username={user}", "--no-password"]
+
+
+@contextmanager
+def _client_env(password: str) -> Iterator[dict[str, str]]:
+    """Yield an environment whose PGPASSFILE names a private file holding the password.
+
+    Client tools get the password this way, never through their arguments.
+    """
+    private = Path(tempfile.mkdtemp(prefix="piper-client-"))
+    try:
+        passfile = private / "pgpass"
+        passfile.write_text(f"*:*:*:*:{password.replace(chr(92), chr(92) * 2).replace(':', chr(92) + ':')}\n")
+        os.chmod(passfile, 0o600)
+        yield {**_child_env(), "PGPASSFILE": str(passfile)}
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+def _run_client(server: Server, argv: list[str], env: dict[str, str], *, what: str) -> str:
+    result = subprocess.run([str(server.bin_dir / argv[0]), *argv[1:]], stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True, env=env, check=False)
+    if result.returncode != 0:
+        detail = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+        raise ClusterError(f"{what} in environment {server.environment!r} failed: {detail}")
+    return result.stdout

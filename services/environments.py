@@ -431,6 +431,64 @@ def teardown_environment(profile: Profile, project: Project, *, confirmed: bool)
     return TeardownResult(server.project_data_dir, backup, existed)
 
 
+@dataclass(frozen=True)
+class BackupResult:
+    archive: Path
+    rotated_out: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    archive: Path
+    backup_before: Path
+    changes: tuple[str, ...]
+
+
+def backup_environment(profile: Profile, project: Project) -> BackupResult:
+    """Take a verified pg_dump archive of the environment's database, then rotate old archives."""
+    from services import db_backups
+
+    with environment_lock(profile, project):
+        server = _running_server(profile, project)
+        archive = db_backups.backup_database(profile, project, server)
+        dropped = db_backups.rotate_backups(profile, project)
+    return BackupResult(archive, tuple(b.path for b in dropped))
+
+
+def restore_environment(profile: Profile, project: Project, archive: Path | None = None, *,
+                        from_env: str | None = None, confirmed: bool) -> RestoreResult:
+    """Back the database up, then restore an archive over it (the newest of the environment's by
+    default) in one transaction; then migrate it to head and restore the application role's limits."""
+    from services import db_backups
+
+    if profile.protected:
+        raise PiperError(f"environment {profile.name!r} is protected (protected: true in {profile.source}); "
+                         "restore it with your hosting provider's tools")
+    if archive is None:
+        newest = db_backups.list_backups(profile, project)
+        if not newest:
+            raise UsageError(f"environment {profile.name!r} has no backups in backups/{profile.name}/; "
+                             f"take one with `invoke db-backup --env {profile.name}` or pass --file")
+        archive = newest[0].path
+    if not confirmed:
+        raise ConfirmationRequired(f"restoring {archive.name} replaces the database of {profile.name!r}; confirm, or pass --yes")
+    with environment_lock(profile, project):
+        server = _running_server(profile, project)
+        before = db_backups.restore_backup(profile, project, server, archive, from_env=from_env)
+        changes: list[str] = []
+        owner = connection.target(profile, project, "owner", socket_dir=str(server.socket_dir))
+        _migrate_and_stamp(owner, profile, project, changes)
+    return RestoreResult(archive, before, tuple(changes))
+
+
+def _running_server(profile: Profile, project: Project) -> cluster.Server:
+    server = cluster.locate(profile, project, prepare=True)
+    if not cluster.state(server).initialized:
+        raise UsageError(f"environment {profile.name!r} has no database server; run `invoke setup --env {profile.name}`")
+    cluster.start(server, config_file=profile.source)
+    return server
+
+
 def _has_passwords(profile: Profile, project: Project) -> bool:
     known = connection.secrets(project)
     return all(known.get(connection.password_key(profile.name, role)) for role in ("admin", "owner"))

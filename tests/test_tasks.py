@@ -13,7 +13,8 @@ from services.profiles import load_profile
 from services.project import Project
 from tests.conftest import INVOKE, REPO, cli_env, run_cli
 
-TASKS = ["accept-invitation", "audit-piper-md", "backup-config", "create-user", "db-start", "db-stop", "delete-user",
+TASKS = ["accept-invitation", "audit-piper-md", "backup-config", "create-user", "db-backup", "db-restore", "db-start",
+         "db-stop", "delete-user",
          "export-user", "import-user", "migrate-personal-data", "restore-config", "setup", "status", "teardown",
          "verify-isolation"]
 
