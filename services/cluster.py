@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -31,6 +32,9 @@ from services.project import Project
 log = logging.getLogger(__name__)
 
 SUPERUSER = "piper_admin"
+#: In a cluster copied from the template: the throwaway superuser password, until setup replaces it.
+INITIAL_PASSWORD_FILE = "piper-initial-password"
+_TEMPLATE_FORMAT = "piper-template-1"
 SERVER_LOG = "piper-server.log"
 CONFIG_FILE = "piper.conf"
 _SOCKET_DIR = "sockets"
@@ -109,11 +113,15 @@ def state(server: Server) -> ServerState:
     return ServerState(initialized, pid is not None, pid, stale, version)
 
 
-def initialize(server: Server, superuser_password: str) -> Server:
-    """Create the data directory with initdb: scram-sha-256 everywhere, never `trust`.
+def initialize(server: Server) -> Server:
+    """Create the data directory: a copy of a freshly initdb'ed template cluster.
 
-    initdb writes into a temporary sibling that is renamed into place only when complete, so an
-    interrupted run leaves nothing that could be mistaken for a real cluster.
+    Running initdb costs about half a second each time; the template is made once per set of
+    binaries (initdb with scram-sha-256 everywhere, never `trust`) and copied in 0.05 s. Its
+    superuser password is a throwaway written into the copy (INITIAL_PASSWORD_FILE); setup replaces
+    it with the environment's own at the first start. The copy lands in a temporary sibling that
+    is renamed into place only when complete, so an interrupted run leaves nothing that could be
+    mistaken for a real cluster.
     """
     target = server.project_data_dir
     if (server.data_dir / "PG_VERSION").exists():
@@ -134,36 +142,105 @@ def initialize(server: Server, superuser_password: str) -> Server:
         # The project's link was lost but the relocated cluster is intact: link it again.
         log.warning("reconnecting %s to the existing cluster in %s", target, home / target.name)
         return _link(server, home / target.name)
+    template = _template(server)
     staging = home / f".{target.name}.initdb-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     for leftover in home.glob(f".{target.name}.initdb-*"):
         _stop_processes_using(leftover)
         shutil.rmtree(leftover, ignore_errors=True)
-    staging.mkdir(mode=0o700)
-    private = Path(tempfile.mkdtemp(prefix="piper-initdb-"))
     try:
-        pwfile = private / "pw"
-        pwfile.write_text(superuser_password + "\n")
-        os.chmod(pwfile, 0o600)
+        shutil.copytree(template, staging, symlinks=True)
+        os.chmod(staging, 0o700)
         if server.account is not None:
-            server_account.chown_tree(private, server.account)
             server_account.chown_tree(staging, server.account)
-        _run(server, [
-            "initdb", "-D", str(staging), f"--username={SUPERUSER}", f"--pwfile={pwfile}",
-            "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-instructions",
-        ], what="initdb")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    finally:
-        shutil.rmtree(private, ignore_errors=True)
-    with open(staging / "postgresql.conf", "a", encoding="utf-8") as conf:
-        conf.write(f"\n# Settings managed by piper-ops (rewritten at every start).\ninclude_if_exists = '{CONFIG_FILE}'\n")
     if home == target.parent:
         os.rename(staging, target)
         return server
     os.rename(staging, home / target.name)
     return _link(server, home / target.name)
+
+
+def initial_password(server: Server) -> str | None:
+    """Return the throwaway superuser password of a cluster copied from the template, if not yet replaced."""
+    try:
+        return (server.data_dir / INITIAL_PASSWORD_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def forget_initial_password(server: Server) -> None:
+    """Delete the throwaway password once the environment's own has replaced it."""
+    (server.data_dir / INITIAL_PASSWORD_FILE).unlink(missing_ok=True)
+
+
+def _template(server: Server) -> Path:
+    """Return the data directory of the template cluster for these binaries, making it if needed."""
+    from filelock import FileLock
+
+    base = _template_root(server) / _template_signature(server)
+    if (base / ".complete").exists():
+        return base / "data"
+    with FileLock(str(base) + ".lock", timeout=600):
+        if not (base / ".complete").exists():
+            _make_template(server, base)
+    return base / "data"
+
+
+def _make_template(server: Server, base: Path) -> None:
+    for leftover in base.parent.glob(f"{base.name}.tmp*"):  # from a run that was killed
+        _stop_processes_using(leftover)
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = base.with_name(f"{base.name}.tmp{os.getpid()}")
+    shutil.rmtree(base, ignore_errors=True)
+    data = staging / "data"
+    data.mkdir(parents=True, mode=0o700)
+    os.chmod(staging, 0o700)
+    password = secrets.token_urlsafe(32)
+    private = Path(tempfile.mkdtemp(prefix="piper-initdb-"))
+    try:
+        pwfile = private / "pw"
+        pwfile.write_text(password + "\n")
+        os.chmod(pwfile, 0o600)
+        if server.account is not None:
+            server_account.chown_tree(private, server.account)
+            server_account.chown_tree(staging, server.account)
+        _run(server, [
+            "initdb", "-D", str(data), f"--username={SUPERUSER}", f"--pwfile={pwfile}",
+            "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-instructions",
+        ], what="initdb")
+        with open(data / "postgresql.conf", "a", encoding="utf-8") as conf:
+            conf.write(f"\n# Settings managed by piper-ops (rewritten at every start).\ninclude_if_exists = '{CONFIG_FILE}'\n")
+        (data / INITIAL_PASSWORD_FILE).write_text(password + "\n")
+        os.chmod(data / INITIAL_PASSWORD_FILE, 0o600)
+        (staging / ".complete").write_text(_TEMPLATE_FORMAT)
+        if server.account is not None:
+            server_account.chown_tree(staging, server.account)
+        os.rename(staging, base)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _template_root(server: Server) -> Path:
+    """Where template clusters are kept: /var/lib/piper-ops when root, else the user's cache."""
+    if server.account is not None:
+        return server_account.runtime_dir("templates")
+    configured = os.environ.get("PIPER_TEMPLATE_CACHE")
+    cache = Path(configured) if configured else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "piper-ops" / "templates"
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return cache
+
+
+def _template_signature(server: Server) -> str:
+    # A template belongs to one set of binaries (path, size, time) and one way of making it.
+    postgres = os.stat(server.bin_dir / "postgres")
+    key = f"{_TEMPLATE_FORMAT}:{server.bin_dir.resolve()}:{postgres.st_size}:{postgres.st_mtime_ns}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _stop_processes_using(staging: Path) -> None:

@@ -14,7 +14,7 @@ import secrets as token_source
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,11 +112,11 @@ def _setup_local(profile: Profile, project: Project) -> SetupReport:
     server = cluster.locate(profile, project, prepare=True)
     current = cluster.state(server)
     secrets, reset = _ensure_secrets(profile, project, initialized=current.initialized, changes=changes)
-    preload = _preload_database_modules() if not current.running else None
     if not current.initialized:
-        server = cluster.initialize(server, secrets["admin"])
+        server = cluster.initialize(server)
         where = "" if server.data_dir == server.project_data_dir else f" (data in {server.data_dir})"
         changes.append(f"created a PostgreSQL server in {server.project_data_dir}{where}")
+    preload = _preload_database_modules() if not current.running else None
     if not cluster.state(server).running:
         cluster.start(server, config_file=profile.source)
         changes.append(f"started the server (port {server.port})")
@@ -126,6 +126,10 @@ def _setup_local(profile: Profile, project: Project) -> SetupReport:
         preload.join()
     sockets = str(server.socket_dir)
     admin = connection.target(profile, project, "admin", dbname="postgres", socket_dir=sockets)
+    initial = cluster.initial_password(server)
+    if initial is not None:
+        _set_password(replace(admin, password=initial), cluster.SUPERUSER, secrets["admin"])
+        cluster.forget_initial_password(server)
     _bootstrap_roles(admin, profile, secrets, changes, reset=reset)
     owner = connection.target(profile, project, "owner", socket_dir=sockets)
     revision = _migrate_and_stamp(owner, profile, project, changes)
@@ -133,11 +137,11 @@ def _setup_local(profile: Profile, project: Project) -> SetupReport:
 
 
 def _preload_database_modules() -> threading.Thread:
-    """Import the driver, ORM and Alembic in a thread while initdb and pg_ctl run.
+    """Import the driver, ORM and Alembic in a thread while pg_ctl starts the server.
 
-    Those imports cost about as much as initdb itself; the main thread only waits on
-    subprocesses meanwhile (no GIL held), so the two overlap. The main thread imports none of
-    these modules until it joins the thread, so the two never contend for one module's lock.
+    The main thread only waits on that subprocess meanwhile (no GIL held), so the two overlap.
+    The main thread imports none of these modules until it joins the thread, so the two never
+    contend for one module's lock.
     """
     def _load() -> None:
         import alembic.command  # noqa: F401
@@ -179,6 +183,16 @@ def _ensure_secrets(profile: Profile, project: Project, *, initialized: bool,
     changes.append(f"generated passwords for {profile.name} in {project.env_file.name} (mode 0600)")
     reset = frozenset(role for role, value in found.items() if not value) if initialized else frozenset()
     return {role: str(value) for role, value in created.items()}, reset
+
+
+def _set_password(admin: connection.Target, role: str, password: str) -> None:
+    """Give a role a new password, keeping the statement out of the server log."""
+    from psycopg import sql
+
+    with connection.connect(admin, autocommit=True) as conn:
+        conn.execute("SET log_statement = 'none'")
+        conn.execute("SET log_min_error_statement = 'panic'")
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
 
 
 def _bootstrap_roles(admin: connection.Target, profile: Profile, secrets: dict[str, str], changes: list[str],

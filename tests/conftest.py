@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def remove_servers(project: Project) -> None:
 
 def cli_env(project: Project, **extra: str) -> dict[str, str]:
     """Return an environment for a subprocess acting on the project (and on nothing else)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPER_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPER_") or k in _KEEP}
     env["PIPER_ROOT"] = str(project.root)
     env.update(extra)
     return env
@@ -153,11 +154,17 @@ def fake_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profile_yaml: str
     return tmp_path
 
 
+# As an ordinary user the template clusters live in the user's cache; tests keep their own.
+if hasattr(os, "geteuid") and os.geteuid() != 0:
+    os.environ["PIPER_TEMPLATE_CACHE"] = tempfile.mkdtemp(prefix="piper-test-templates-")
+_KEEP = {"PIPER_TEMPLATE_CACHE"}
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the developer's selection and secrets out of every test."""
     for key in list(os.environ):
-        if key.startswith("PIPER_"):
+        if key.startswith("PIPER_") and key not in _KEEP:
             monkeypatch.delenv(key)
 
 

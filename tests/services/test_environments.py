@@ -43,6 +43,10 @@ def test_setup_creates_a_migrated_stamped_database_with_its_default_user(alpha_e
     assert {k for k in values if k.startswith("PIPER_ALPHA_")} == {
         "PIPER_ALPHA_ADMIN_PASSWORD", "PIPER_ALPHA_OWNER_PASSWORD", "PIPER_ALPHA_APP_PASSWORD"}
     assert stat.S_IMODE(project.data_root.stat().st_mode) == 0o700
+    # Copied from the template cluster, whose throwaway superuser password is gone once replaced.
+    server = cluster.locate(profile, project)
+    assert cluster.initial_password(server) is None
+    assert _query(profile, project, "SELECT current_user", role="admin") == [("piper_admin",)]
 
 
 def test_the_application_role_cannot_change_the_stamp(alpha_env) -> None:
