@@ -56,6 +56,14 @@ def _script_task(name: str, argv: list[str]) -> None:
         raise Exit(code=code)
 
 
+def _confirm_by_name(name: str, consequence: str, question: str) -> None:
+    """Ask the user to type the environment's name; without a terminal, require --yes."""
+    if not sys.stdin.isatty():
+        raise Exit(f"error: {consequence}; run it in a terminal to confirm, or pass --yes", code=1)
+    if input(f"{question} Type {name} to confirm: ").strip() != name:
+        raise Exit("error: not confirmed; nothing was changed", code=1)
+
+
 def _flags(**values: Any) -> list[str]:
     """Turn keyword values into script flags: None is left out, True is a bare flag."""
     argv: list[str] = []
@@ -136,17 +144,10 @@ def teardown(c, env=None, yes=False, debug=False):
     from services import environments
 
     profile, project = _edge(debug, lambda: _selected(env))
-    if profile.protected:
-        raise Exit(f"error: environment {profile.name!r} is protected (protected: true in {profile.source}); "
-                   "it cannot be torn down", code=1)
+    _edge(debug, lambda: environments.check_not_protected(profile, "it cannot be torn down"))
     if not yes:
-        if not sys.stdin.isatty():
-            raise Exit(f"error: tearing down {profile.name!r} deletes its database; run it in a terminal to "
-                       "confirm, or pass --yes", code=1)
-        answer = input(f"Delete environment {profile.name!r} and all of its data (a backup is taken first)? "
-                       f"Type {profile.name} to confirm: ")
-        if answer.strip() != profile.name:
-            raise Exit("error: not confirmed; nothing was changed", code=1)
+        _confirm_by_name(profile.name, f"tearing down {profile.name!r} deletes its database",
+                         f"Delete environment {profile.name!r} and all of its data (a backup is taken first)?")
     result = _edge(debug, lambda: environments.teardown_environment(profile, project, confirmed=True))
     if not result.existed:
         print(f"{profile.name}: there was no server to tear down; nothing changed")
@@ -218,14 +219,9 @@ def db_restore(c, env=None, file=None, from_env=None, yes=False, debug=False):
     profile, project = _edge(debug, lambda: _selected(env))
     archive = Path(file).resolve() if file else None
     if not yes:
-        if not sys.stdin.isatty():
-            raise Exit(f"error: restoring replaces the database of {profile.name!r}; run it in a terminal to confirm, "
-                       "or pass --yes", code=1)
         what = archive.name if archive else "the newest backup"
-        answer = input(f"Replace the database of {profile.name!r} with {what} (a backup is taken first)? "
-                       f"Type {profile.name} to confirm: ")
-        if answer.strip() != profile.name:
-            raise Exit("error: not confirmed; nothing was changed", code=1)
+        _confirm_by_name(profile.name, f"restoring replaces the database of {profile.name!r}",
+                         f"Replace the database of {profile.name!r} with {what} (a backup is taken first)?")
     result = _edge(debug, lambda: environments.restore_environment(profile, project, archive, from_env=from_env,
                                                                    confirmed=True))
     print(f"{profile.name}: backed up the database first to {result.backup_before}")

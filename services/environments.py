@@ -186,13 +186,19 @@ def _ensure_secrets(profile: Profile, project: Project, *, initialized: bool,
 
 
 def _set_password(admin: connection.Target, role: str, password: str) -> None:
-    """Give a role a new password, keeping the statement out of the server log."""
+    """Give a role a new password (superuser connection)."""
+    with connection.connect(admin, autocommit=True) as conn:
+        _role_password(conn, "ALTER ROLE {} PASSWORD {}", role, password)
+
+
+def _role_password(conn: psycopg.Connection, statement: str, role: str, password: str) -> None:
+    """Run a CREATE/ALTER ROLE ... PASSWORD statement that never reaches the server log."""
     from psycopg import sql
 
-    with connection.connect(admin, autocommit=True) as conn:
-        conn.execute("SET log_statement = 'none'")
-        conn.execute("SET log_min_error_statement = 'panic'")
-        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+    # Even when the statement fails: log_min_error_statement would print it, password and all.
+    conn.execute("SET log_statement = 'none'")
+    conn.execute("SET log_min_error_statement = 'panic'")
+    conn.execute(sql.SQL(statement).format(sql.Identifier(role), sql.Literal(password)))
 
 
 def _bootstrap_roles(admin: connection.Target, profile: Profile, secrets: dict[str, str], changes: list[str],
@@ -205,19 +211,15 @@ def _bootstrap_roles(admin: connection.Target, profile: Profile, secrets: dict[s
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is not None
         if roles == {owner, app} and exists and not reset:
             return
-        # Keep the passwords below out of the server log, even when a statement fails.
-        conn.execute("SET log_statement = 'none'")
-        conn.execute("SET log_min_error_statement = 'panic'")
         for role, options in ((owner, "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB"),
                               (app, "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOBYPASSRLS NOINHERIT")):
             key = "owner" if role == owner else "app"
             if role not in roles:
-                conn.execute(sql.SQL("CREATE ROLE {} " + options + " PASSWORD {}").format(
-                    sql.Identifier(role), sql.Literal(secrets[key])))
+                _role_password(conn, "CREATE ROLE {} " + options + " PASSWORD {}", role, secrets[key])
                 changes.append(f"created role {role}")
             elif key in reset:
                 # .env had lost this password: the new one from .env goes onto the role.
-                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(secrets[key])))
+                _role_password(conn, "ALTER ROLE {} PASSWORD {}", role, secrets[key])
                 changes.append(f"set the new password of role {role}")
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0").format(
@@ -405,6 +407,12 @@ def stop_environment(profile: Profile, project: Project) -> bool:
         return cluster.stop(cluster.locate(profile, project))
 
 
+def check_not_protected(profile: Profile, refusal: str) -> None:
+    """Refuse a destructive operation on a protected environment; `refusal` says what to do instead."""
+    if profile.protected:
+        raise PiperError(f"environment {profile.name!r} is protected (protected: true in {profile.source}); {refusal}")
+
+
 @dataclass(frozen=True)
 class TeardownResult:
     data_dir: Path
@@ -417,8 +425,7 @@ def teardown_environment(profile: Profile, project: Project, *, confirmed: bool)
 
     The backup comes first and must succeed: a failed backup leaves everything as it was.
     """
-    if profile.protected:
-        raise PiperError(f"environment {profile.name!r} is protected (protected: true in {profile.source}); it cannot be torn down")
+    check_not_protected(profile, "it cannot be torn down")
     if not confirmed:
         raise ConfirmationRequired(f"tearing down {profile.name!r} deletes its database; confirm, or pass --yes")
     from services import db_backups
@@ -475,9 +482,7 @@ def restore_environment(profile: Profile, project: Project, archive: Path | None
     default) in one transaction; then migrate it to head and restore the application role's limits."""
     from services import db_backups
 
-    if profile.protected:
-        raise PiperError(f"environment {profile.name!r} is protected (protected: true in {profile.source}); "
-                         "restore it with your hosting provider's tools")
+    check_not_protected(profile, "restore it with your hosting provider's tools")
     if archive is None:
         newest = db_backups.list_backups(profile, project)
         if not newest:
