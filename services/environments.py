@@ -309,15 +309,12 @@ def _application_limits_hold(conn: psycopg.Connection, app_role: str) -> bool:
     A hand restore (pg_restore --clean) or a role added later can leave it otherwise; setup then
     puts the privileges right even when the schema is already at head.
     """
-    row = conn.execute(
-        "SELECT has_table_privilege(%(r)s, 'public.alpha_users', 'SELECT') "
-        "AND NOT has_table_privilege(%(r)s, 'public.piper_metadata', 'UPDATE') "
-        "AND NOT has_table_privilege(%(r)s, 'public.alembic_version', 'UPDATE') "
-        "AND (to_regclass('public.user_data_events') IS NULL "
-        "     OR NOT has_table_privilege(%(r)s, 'public.user_data_events', 'SELECT, INSERT, UPDATE, DELETE')) "
-        "AND (to_regclass('public.user_invitations') IS NULL "
-        "     OR NOT has_table_privilege(%(r)s, 'public.user_invitations', 'SELECT, INSERT, UPDATE, DELETE'))",
-        {"r": app_role}).fetchone()
+    checks = ["has_table_privilege(%(r)s, 'public.alpha_users', 'SELECT')"]
+    checks += [f"NOT has_table_privilege(%(r)s, 'public.{t}', 'UPDATE')" for t in READ_ONLY_FOR_APP]
+    # Tables of a newer revision may not exist yet while the schema is behind.
+    checks += [f"(to_regclass('public.{t}') IS NULL OR NOT has_table_privilege(%(r)s, 'public.{t}', "
+               "'SELECT, INSERT, UPDATE, DELETE'))" for t in CLOSED_TO_APP]
+    row = conn.execute("SELECT " + " AND ".join(checks), {"r": app_role}).fetchone()
     return bool(row and row[0])
 
 

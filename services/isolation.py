@@ -17,6 +17,7 @@ from typing import Any
 
 from services import cluster, stamp
 from services.database import connection
+from services.environments import CLOSED_TO_APP
 from services.errors import PiperError
 from services.profiles import AuditTerm, Profile, load_profiles
 from services.project import Project
@@ -160,7 +161,7 @@ def _check_row_level_security(profile: Profile, project: Project, usernames: lis
         if flags is None or flags[0] or flags[1] or (owner and owner[0]):
             return CheckResult("row-level-security", False, f"{app.user} is a superuser, may bypass RLS, or owns {table}; "
                                                             "connect the application as a role that owns nothing")
-        reachable = [name for name in ("user_data_events", "user_invitations") if conn.execute(
+        reachable = [name for name in CLOSED_TO_APP if conn.execute(
             "SELECT has_table_privilege(current_user, %s, 'SELECT, INSERT, UPDATE, DELETE')", (f"public.{name}",)
         ).fetchone()[0]]  # type: ignore[index]
         if reachable:
