@@ -26,6 +26,7 @@ from pathlib import Path
 
 from services import server_account
 from services.errors import ClusterError
+from services.files import publish_new, write_atomic
 from services.profiles import Profile
 from services.project import Project
 
@@ -426,8 +427,6 @@ def _write_server_config(server: Server) -> None:
     }
     text = "".join(f"{key} = '{value}'\n" for key, value in settings.items())
     path = server.data_dir / CONFIG_FILE
-    from services.files import write_atomic
-
     write_atomic(path, "# Managed by piper-ops; edits are overwritten at the next start.\n" + text, mode=0o600)
     if server.account is not None:
         os.chown(path, server.account.uid, server.account.gid)
@@ -613,7 +612,7 @@ def dump_database(server: Server, dbname: str, user: str, password: str, destina
                 _run_client(server, argv, env, what=f"backup of {dbname}")
         os.chmod(partial, 0o600)
         try:
-            os.link(partial, destination)
+            publish_new(partial, destination)
         except FileExistsError:
             raise ClusterError(f"{destination} already exists; it was not overwritten, run the command again") from None
     finally:

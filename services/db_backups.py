@@ -16,6 +16,7 @@ from pathlib import Path
 from services import cluster
 from services.database import connection
 from services.errors import EnvironmentMismatchError, UsageError
+from services.files import publish_new
 from services.profiles import Profile
 from services.project import Project
 from services.rotation import plan_rotation
@@ -70,7 +71,7 @@ def archive_data_directory(profile: Profile, project: Project, server: cluster.S
             archive.add(server.data_dir, arcname=profile.name)
             raw.flush()
             os.fsync(raw.fileno())
-        os.link(partial, destination)  # never over an existing file
+        publish_new(partial, destination)  # never over an existing file
     finally:
         partial.unlink(missing_ok=True)
     return destination

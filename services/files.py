@@ -40,11 +40,19 @@ def write_new(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
     path = Path(path)
     partial = path.with_name(f".{path.name}.new-{os.getpid()}")
     write_atomic(partial, data, mode=mode)
+    publish_new(partial, path)
+
+
+def publish_new(partial: Path, path: Path) -> None:
+    """Give a finished file its final name, only if that name is free (FileExistsError otherwise).
+
+    The partial name is removed either way, and the new entry is flushed to disk.
+    """
     try:
         os.link(partial, path)
     finally:
-        partial.unlink(missing_ok=True)
-    fsync_directory(path.parent)
+        Path(partial).unlink(missing_ok=True)
+    fsync_directory(Path(path).parent)
 
 
 def fsync_directory(directory: Path) -> None:
