@@ -46,7 +46,7 @@ for _key in [k for k in os.environ if k.startswith("PIPER_")]:  # never the deve
 
 from services import cluster, envfile, user_data, users  # noqa: E402
 from services.database import connection  # noqa: E402
-from services.files import write_atomic  # noqa: E402
+from services.files import atomic_file  # noqa: E402
 from services.profiles import Profile, load_profile  # noqa: E402
 from services.project import Project  # noqa: E402
 from tests.conftest import cli_env, make_project, remove_servers, set_up  # noqa: E402
@@ -140,8 +140,8 @@ class Bench:
 
     def service_export(self) -> float:
         start = time.perf_counter()
-        document, _ = users.export_user(self.alpha, self.project, USERNAME)
-        write_atomic(self.export_file, document, mode=0o600)
+        with atomic_file(self.export_file, mode=0o600) as partial:
+            users.export_user(self.alpha, self.project, USERNAME, into=partial)
         return time.perf_counter() - start
 
     def service_import(self) -> float:

@@ -55,4 +55,4 @@ def _accept(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _cli.exit_now(main())

@@ -88,4 +88,4 @@ def _print_text(report: audit.AuditReport) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _cli.exit_now(main())

@@ -95,4 +95,4 @@ def _rel(path: Path, project: Project) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _cli.exit_now(main())

@@ -37,4 +37,4 @@ def _create(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _cli.exit_now(main())

@@ -39,4 +39,4 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _cli.exit_now(main())

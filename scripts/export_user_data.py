@@ -10,7 +10,9 @@ personal data: keep it out of git (private/ is ignored) and delete it once impor
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +21,7 @@ if __package__ in (None, ""):
 
 from scripts import _cli  # noqa: E402
 from services import users  # noqa: E402
-from services.files import write_atomic  # noqa: E402
+from services.files import atomic_file  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,18 +40,25 @@ def _export(args: argparse.Namespace) -> int:
         raise _cli.UsageError("--keys names no key; pass e.g. --keys tone,projects")
     if args.output is None and sys.stdout.isatty():
         raise _cli.UsageError("the export holds personal data; redirect it to a file (> FILE) or pass --output FILE")
-    document, checksum = users.export_user(profile, project, args.username, keys)
+    if args.output is not None and not args.output.absolute().parent.is_dir():
+        raise _cli.UsageError(f"{args.output.absolute().parent} is not a directory; create it or pass another --output")
     if args.output is not None:
-        write_atomic(args.output, document, mode=0o600)
+        with atomic_file(args.output, mode=0o600) as partial:
+            size, checksum = users.export_user(profile, project, args.username, keys, into=partial)
         where = str(args.output)
     else:
-        sys.stdout.buffer.write(document)
+        with tempfile.TemporaryDirectory(prefix="piper-export-") as private:  # 0700: the document is personal data
+            document = Path(private) / "export.json"
+            document.touch(mode=0o600)
+            size, checksum = users.export_user(profile, project, args.username, keys, into=document)
+            with open(document, "rb") as handle:
+                shutil.copyfileobj(handle, sys.stdout.buffer, 1 << 20)
         sys.stdout.buffer.flush()
         where = "standard output"
-    print(f"exported {args.username} from {profile.name} to {where} ({len(document)} bytes, sha256 {checksum})",
+    print(f"exported {args.username} from {profile.name} to {where} ({size} bytes, sha256 {checksum})",
           file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _cli.exit_now(main())

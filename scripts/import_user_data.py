@@ -86,4 +86,4 @@ def _read(data: str) -> tuple[bytes, str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _cli.exit_now(main())

@@ -51,4 +51,4 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _cli.exit_now(main())

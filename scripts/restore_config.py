@@ -42,4 +42,4 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _cli.exit_now(main())

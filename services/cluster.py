@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import IO
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from importlib.util import find_spec
@@ -199,6 +198,8 @@ def _make_template(server: Server, base: Path) -> None:
     data = staging / "data"
     data.mkdir(parents=True, mode=0o700)
     os.chmod(staging, 0o700)
+    import secrets
+
     password = secrets.token_urlsafe(32)
     private = Path(tempfile.mkdtemp(prefix="piper-initdb-"))
     try:
@@ -433,6 +434,8 @@ def _write_server_config(server: Server) -> None:
 
 
 def _check_port_free(server: Server, config_file: Path) -> None:
+    import socket
+
     if not server.listen_addresses:
         return
     host = "::1" if server.listen_addresses == "::1" else "127.0.0.1"
@@ -660,3 +663,113 @@ def _run_client(server: Server, argv: list[str], env: dict[str, str], *, what: s
         detail = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
         raise ClusterError(f"{what} in environment {server.environment!r} failed: {detail}")
     return result.stdout
+
+
+class PsqlSession:
+    """One psql connection fed statements through a pipe while the caller works between them.
+
+    A caller can read a row, compute something from it, and send the next statement inside the
+    same transaction. psql prints each result as soon as its statement ends; rows come back
+    unaligned, fields separated by FIELD_SEPARATOR (PostgreSQL's text output of json, uuids and
+    names never holds that byte or a raw newline).
+    """
+
+    FIELD_SEPARATOR = "\x1f"
+    _DONE = "piper-psql-done"
+
+    def __init__(self, process: subprocess.Popen[bytes], errors: IO[bytes]) -> None:
+        self._process = process
+        self._errors = errors
+
+    def send(self, text: str) -> None:
+        """Send statements or meta-commands (each ending in a newline)."""
+        assert self._process.stdin is not None
+        self._process.stdin.write(text.encode("utf-8"))
+        self._process.stdin.flush()
+
+    def set(self, name: str, value: str) -> None:
+        """Set a psql variable, read back by statements as :'name'; any text is passed intact."""
+        self.send(f"\\set {name} {psql_quote(value)}\n")
+
+    def query_row(self, query: str) -> list[bytes] | None:
+        """Run query (no trailing semicolon) and return the fields of its first row.
+
+        None when it returned no row, or psql stopped on an error (it stops at the first one).
+        """
+        lines = self._run(f"{query}\n\\g\n")
+        return lines[0].split(self.FIELD_SEPARATOR.encode()) if lines else None
+
+    def query_to_file(self, query: str, path: Path) -> bool:
+        """Run query and have psql write its rows into path, each row's fields back to back and
+        ending in a newline (megabytes go from the server to the file without passing through
+        Python). Return False when psql stopped on an error."""
+        return self._run(f"\\pset fieldsep ''\n{query}\n\\g {psql_quote(str(path))}\n"
+                         f"\\pset fieldsep {psql_quote(self.FIELD_SEPARATOR)}\n") is not None
+
+    def _run(self, commands: str) -> list[bytes] | None:
+        """Send commands, then collect what psql prints up to a marker; None if psql stopped first."""
+        assert self._process.stdout is not None
+        self.send(f"{commands}\\echo {self._DONE}\n")
+        lines = []
+        while (line := self._process.stdout.readline()).endswith(b"\n"):
+            if line == f"{self._DONE}\n".encode():
+                return lines
+            lines.append(line[:-1])
+        return None
+
+    def finish(self) -> str | None:
+        """End the input and wait for psql; return None on success, else its last error message."""
+        assert self._process.stdin is not None and self._process.stdout is not None
+        try:
+            self._process.stdin.close()
+        except BrokenPipeError:
+            pass
+        self._process.stdout.read()
+        if self._process.wait() == 0:
+            return None
+        self._errors.seek(0)
+        lines = self._errors.read().decode("utf-8", "replace").strip().splitlines()
+        errors = [line.strip() for line in lines if any(level in line for level in ("ERROR", "FATAL", "error:"))]
+        return (errors or lines or [f"psql exit code {self._process.returncode}"])[-1]
+
+
+def psql_quote(value: str) -> str:
+    """Return value as one quoted argument of a psql meta-command (psql un-escapes it exactly)."""
+    escaped = []
+    for char in value:
+        if char in "'\\":
+            escaped.append(char * 2 if char == "'" else "\\\\")
+        elif ord(char) < 0x20 or char == "\x7f":
+            escaped.append(f"\\{ord(char):03o}")
+        else:
+            escaped.append(char)
+    return "'" + "".join(escaped) + "'"
+
+
+@contextmanager
+def psql_session(server: Server, dbname: str, user: str, password: str, *, variables: dict[str, str],
+                 options: str = "") -> Iterator[PsqlSession]:
+    """Yield a PsqlSession on dbname as user; psql stops at the first error (ON_ERROR_STOP).
+
+    variables are set on the command line (psql takes their text as it is); options go to the
+    server as PGOPTIONS. The password reaches psql through a private PGPASSFILE, never an argument.
+    psql is killed if the block leaves early.
+    """
+    argv = [str(server.bin_dir / "psql"), "--no-psqlrc", "--quiet", "--no-align", "--tuples-only",
+            f"--field-separator={PsqlSession.FIELD_SEPARATOR}", "--set=ON_ERROR_STOP=1",
+            *_client_target(server, user), f"--dbname={dbname}", "--file=-",
+            *(f"--set={name}={value}" for name, value in variables.items())]
+    with _client_env(password) as env, tempfile.TemporaryFile() as errors:
+        env["PGCLIENTENCODING"] = "UTF8"
+        if options:
+            env["PGOPTIONS"] = options
+        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env)
+        try:
+            yield PsqlSession(process, errors)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            for stream in (process.stdin, process.stdout):
+                if stream is not None:
+                    stream.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -13,15 +15,30 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
     The temporary file is created with ``mode`` from the start, so a secret is never readable by
     others even for an instant.
     """
-    path = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_file(path, mode=mode) as partial, open(partial, "wb") as handle:
+        handle.write(raw)
+
+
+@contextmanager
+def atomic_file(path: Path, *, mode: int = 0o644) -> Iterator[Path]:
+    """Yield an empty temporary file beside path, created with mode; fill it inside the block.
+
+    When the block ends normally the file is flushed to disk and renamed to path (replacing what
+    was there), and the rename is flushed too; when it raises, the temporary file is removed and
+    path is untouched.
+    """
+    path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(raw)
-            handle.flush()
-            os.fsync(handle.fileno())
+        os.close(fd)
+        yield Path(tmp_name)
+        fd = os.open(tmp_name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp_name, path)
     except BaseException:
         try:

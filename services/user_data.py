@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from services.errors import UsageError
@@ -163,47 +165,84 @@ def load_personal_data(path: Path, username: str) -> PersonalDataFile:
     return PersonalDataFile(path, owner, preferences, display_name, learning_data, sha256_hex(raw))
 
 
-def payload_sql(table: str, fields: tuple[str, ...], with_learning_data: bool) -> str:
-    """Return the SELECT that has PostgreSQL write the parts of a user's export payload as JSON text.
+def export_check_sql(table: str) -> str:
+    """Return the SELECT that checks an export can go ahead; it returns one row whatever it finds.
 
-    Columns: id, the user's profile fields, the preferences (only the keys asked for, if any), the
-    learning data. Parameters: %(username)s and %(keys)s (NULL for every key).
+    Columns: the database's environment stamp, its schema revision, the user's id (NULL when there
+    is no such user), and whether the user has every key asked for. Parameters as payload_sql's,
+    and :'stamp_key'.
     """
-    user = ", ".join(f"'{name}', {name}" for name in fields)
-    learning = "learning_data::text" if with_learning_data else "NULL::text"
     return (
-        f"SELECT id, jsonb_build_object({user})::text, "
-        "CASE WHEN %(keys)s::text[] IS NULL THEN preferences::text ELSE "
-        "(SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) FROM jsonb_each(preferences) "
-        f"WHERE key = ANY(%(keys)s::text[]))::text END, {learning} "
-        f"FROM {table} WHERE username = %(username)s"
+        "SELECT (SELECT value FROM public.piper_metadata WHERE key = :'stamp_key'), "
+        "(SELECT version_num FROM public.alembic_version), u.id, "
+        "(:'keys' = '' OR u.preferences ?& ARRAY(SELECT jsonb_array_elements_text(nullif(:'keys', '')::jsonb))) "
+        f"FROM (VALUES (1)) AS one LEFT JOIN {table} AS u ON u.username = :'username'"
     )
 
 
-def payload_text(user: str, preferences: str, learning_data: str | None, keys: list[str] | None) -> str:
-    """Return the payload's JSON text from its parts as PostgreSQL wrote them.
+def payload_sql(table: str, fields: tuple[str, ...], with_learning_data: bool) -> str:
+    """Return the SELECT whose columns, joined in order, are a user's export payload as JSON text.
 
-    Joining the texts, rather than building one jsonb value in the database, spares PostgreSQL a
-    copy of megabytes of preferences; the checksum covers these bytes whatever their layout.
+    PostgreSQL writes the JSON itself: the user's profile fields, the preferences (only the keys
+    asked for, if any) and the learning data, between the literal text that frames them. Joining
+    texts, rather than building one jsonb value, spares PostgreSQL a copy of megabytes of
+    preferences. Parameters are written psql's way (see render_sql): :'username', and :'keys', a
+    JSON array of top-level keys or '' for all.
     """
-    return (f'{{"keys": {json.dumps(keys, ensure_ascii=False)}, "learning_data": {learning_data or "null"}, '
-            f'"preferences": {preferences}, "user": {user}}}')
+    user = ", ".join(f"'{name}', {name}" for name in fields)
+    learning = "coalesce(learning_data::text, 'null')" if with_learning_data else "'null'"
+    return (
+        "SELECT '{\"keys\": ' || coalesce(nullif(:'keys', ''), 'null') || ', \"learning_data\": ', "
+        f"{learning}, ', \"preferences\": ', "
+        "CASE WHEN :'keys' = '' THEN preferences::text ELSE "
+        "(SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) FROM jsonb_each(preferences) "
+        "WHERE nullif(:'keys', '')::jsonb ? key)::text END, "
+        f"', \"user\": ', jsonb_build_object({user})::text, '}}' "
+        f"FROM {table} WHERE username = :'username'"
+    )
 
 
-def build_export(*, environment: str, database: str, schema_revision: str | None, payload: str) -> tuple[bytes, str]:
-    """Return the export document (bytes) around a payload's JSON text, and the payload's checksum."""
-    body = payload.encode("utf-8")
-    checksum = sha256_hex(body)
+def keys_parameter(keys: list[str] | None) -> str:
+    """Return the :'keys' parameter of payload_sql: a JSON array, or '' for every key."""
+    return "" if keys is None else json.dumps(keys, ensure_ascii=False)
+
+
+def render_sql(statement: str) -> str:
+    """Return a statement whose parameters are written psql's way (:'name') in psycopg's (%(name)s).
+
+    Statements that both psql and psycopg run are written once, psql's way.
+    """
+    return re.sub(r":'(\w+)'", r"%(\1)s", statement.replace("%", "%%"))
+
+
+def export_head(*, environment: str, database: str, schema_revision: str | None) -> bytes:
+    """Return the export document up to its payload: format, version, time and source."""
     envelope = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": {"environment": environment, "database": database, "schema_revision": schema_revision},
     }
-    head = json.dumps(envelope, ensure_ascii=False, indent=1)[:-2]  # drop the closing "\n}"
-    tail = json.dumps({"algorithm": "sha256", "value": checksum})
-    document = head.encode("utf-8") + _PAYLOAD_KEY + body + b',\n "checksum": ' + tail.encode() + b"\n}\n"
-    return document, checksum
+    return json.dumps(envelope, ensure_ascii=False, indent=1)[:-2].encode("utf-8") + _PAYLOAD_KEY  # no closing "\n}"
+
+
+def export_tail(checksum: str) -> bytes:
+    """Return the export document after its payload: the payload's checksum."""
+    return b',\n "checksum": ' + json.dumps({"algorithm": "sha256", "value": checksum}).encode() + b"\n}\n"
+
+
+def build_export(*, environment: str, database: str, schema_revision: str | None,
+                 payload: Sequence[bytes | memoryview]) -> tuple[bytes, str]:
+    """Return the export document around a payload's JSON text (UTF-8, in parts), and the payload's checksum.
+
+    The parts are hashed and copied once each: megabytes of preferences are not joined twice.
+    """
+    digest = hashlib.sha256()
+    for part in payload:
+        digest.update(part)
+    checksum = digest.hexdigest()
+    head = export_head(environment=environment, database=database, schema_revision=schema_revision)
+    return b"".join((head, *payload, export_tail(checksum))), checksum
 
 
 _PAYLOAD_KEY = b',\n "payload": '

@@ -11,10 +11,11 @@ megabytes of JSON, and these paths stay within a small factor of psql fetching t
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
+import logging
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +31,11 @@ from services.profiles import Profile
 from services.project import Project
 
 if TYPE_CHECKING:
+    import uuid
+
     import psycopg
+
+log = logging.getLogger(__name__)
 
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,62}$")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
@@ -263,38 +268,144 @@ def migrate_personal_data(profile: Profile, project: Project, username: str, dat
     return MigrationResult(row["id"], username, source, document.sha256, changes, True)
 
 
-def export_user(profile: Profile, project: Project, username: str, keys: list[str] | None = None) -> tuple[bytes, str]:
-    """Return one user's export document (bytes) and its checksum; the export is recorded.
+def export_user(profile: Profile, project: Project, username: str, keys: list[str] | None = None, *,
+                into: Path) -> tuple[int, str]:
+    """Write one user's export document into the file `into` and record the export; return (size, checksum).
 
-    PostgreSQL writes the payload's JSON itself: megabytes of preferences go from the row to the
-    file without being parsed and serialised again in Python.
+    `into` is an empty file the caller made (and later publishes or copies); the export is
+    recorded only once the document is complete in it. PostgreSQL writes the payload's JSON
+    itself, so megabytes of preferences are never parsed or serialised again in Python. A local
+    environment's export runs through the server's own psql (see _export_with_psql); a hosted
+    one, and any export psql cannot finish cleanly, through the driver, which also words every
+    refusal.
     """
     validate_username(username)
+    if not profile.hosted:
+        exported = _export_with_psql(profile, project, username, keys, into)
+        if exported is not None:
+            return exported
     with user_data_connection(profile, project, acting_user=username) as conn:
-        return _export(conn, profile, username, keys)
+        document, checksum = _export(conn, profile, username, keys)
+        with open(into, "wb") as handle:  # before the commit: no record of an export that was not written
+            handle.write(document)
+    return len(document), checksum
 
 
 def _export(conn: psycopg.Connection, profile: Profile, username: str, keys: list[str] | None,
             *, lock: bool = False) -> tuple[bytes, str]:
     """Build and record the export inside the caller's transaction (optionally locking the row)."""
-    from services import migrations
+    from psycopg.adapt import Loader
+
+    class RawText(Loader):
+        def load(self, data: Any) -> bytes:  # the JSON text's UTF-8 bytes, never decoded and encoded again
+            return bytes(data)
 
     table = table_for(profile)
-    row = _user_row(conn, profile, username, "id, array(SELECT jsonb_object_keys(preferences)) AS keys", lock=lock)
-    if keys is not None:
-        missing = [k for k in keys if k not in row["keys"]]
-        if missing:
-            raise UsageError(f"user {username!r} has no preference key {missing[0]!r}; keys: {', '.join(sorted(row['keys']))}")
-    query = user_data.payload_sql(table, _FIELDS[table], with_learning_data=table == "alpha_users")
-    found = conn.execute(query, {"username": username, "keys": keys}).fetchone()
-    assert found is not None  # the row was found by _user_row in this transaction
-    payload = user_data.payload_text(found[1], found[2], found[3], keys)
-    document, checksum = user_data.build_export(
-        environment=profile.name, database=profile.database.name, schema_revision=migrations.current_revision(conn),
-        payload=payload)
-    record_event(conn, profile, "export", user_id=row["id"], username=username, checksum=checksum,
+    user_id = _user_row(conn, profile, username, "id", lock=lock)["id"]
+    parameters = _export_parameters(username, keys)
+    _, revision, _, has_keys = conn.execute(user_data.render_sql(user_data.export_check_sql(table)), parameters).fetchone()
+    if not has_keys:
+        present = [k for (k,) in conn.execute(f"SELECT jsonb_object_keys(preferences) FROM {table} WHERE id = %s",
+                                              (user_id,))]
+        missing = next(k for k in keys or [] if k not in present)
+        raise UsageError(f"user {username!r} has no preference key {missing!r}; keys: {', '.join(sorted(present))}")
+    with conn.cursor() as cur:
+        cur.adapters.register_loader("text", RawText)
+        payload = cur.execute(user_data.render_sql(_payload_sql(profile)), parameters).fetchone()
+    assert payload is not None  # the row was found by _user_row in this transaction
+    document, checksum = user_data.build_export(environment=profile.name, database=profile.database.name,
+                                                schema_revision=revision, payload=payload)
+    record_event(conn, profile, "export", user_id=user_id, username=username, checksum=checksum,
                  details={"keys": keys, "bytes": len(document)})
     return document, checksum
+
+
+def _payload_sql(profile: Profile) -> str:
+    table = table_for(profile)
+    return user_data.payload_sql(table, _FIELDS[table], with_learning_data=table == "alpha_users")
+
+
+def _export_parameters(username: str, keys: list[str] | None) -> dict[str, str]:
+    from services import stamp
+
+    return {"username": username, "keys": user_data.keys_parameter(keys), "stamp_key": stamp.STAMP_KEY}
+
+
+def _export_with_psql(profile: Profile, project: Project, username: str, keys: list[str] | None,
+                      into: Path) -> tuple[int, str] | None:
+    """Export through the server's own psql, in one transaction; None when the driver must do it.
+
+    Starting Python's PostgreSQL driver costs more than psql's whole export of 10 MB, so a local
+    export, the common case, runs the driver path's own SQL (export_check_sql, payload_sql,
+    _EVENT_SQL) through psql instead, and psql writes the document straight into `into`. Anything
+    but a clean success (no such user, a missing key, another environment's stamp, no psql, any
+    error) rolls back and returns None; the driver path then exports or says what is wrong.
+    """
+    from services import cluster
+
+    try:
+        server = cluster.locate(profile, project)
+        owner = connection.target(profile, project, "owner")
+    except PiperError:
+        return None
+    if not (server.bin_dir / "psql").exists():
+        return None
+    variables = {**_export_parameters(username, keys), "environment": profile.name, "event": "export",
+                 "actor": _actor(), "username_sha256": "", "source_environment": "", "source": ""}
+    failure: str | None = "the export was refused"
+    try:
+        with cluster.psql_session(server, owner.dbname, owner.user, owner.password, variables=variables,
+                                  options=f"-c {ACTING_USER_SETTING}={username}") as psql:
+            psql.send("BEGIN ISOLATION LEVEL REPEATABLE READ;\n")  # one snapshot for the check and the payload
+            check = psql.query_row(user_data.export_check_sql(table_for(profile)))
+            if check is None or len(check) != 4 or check[0] != profile.name.encode() or not check[2] or check[3] != b"t":
+                return None
+            head = user_data.export_head(environment=profile.name, database=profile.database.name,
+                                         schema_revision=check[1].decode() or None)
+            psql.set("head", head.decode())
+            if not psql.query_to_file(f"SELECT :'head', payload.* FROM ({_payload_sql(profile)}) AS payload", into):
+                return None
+            sealed = _seal_export(into, len(head))
+            if sealed is None:
+                return None
+            psql.set("user_id", check[2].decode())
+            psql.set("checksum", sealed[1])
+            psql.set("details", json.dumps({"keys": keys, "bytes": sealed[0]}, ensure_ascii=False))
+            psql.send(_EVENT_SQL + ";\nCOMMIT;\n")
+            failure = psql.finish()
+    except OSError as exc:  # psql could not start, or stopped half-way
+        failure = str(exc)
+    if failure is not None:
+        log.debug("the export through psql did not finish (%s); exporting through the driver", failure)
+        return None
+    return sealed
+
+
+def _seal_export(path: Path, head_length: int) -> tuple[int, str] | None:
+    """Finish a document psql wrote (head, payload, newline): hash the payload, then put the checksum
+    in place of the newline. Return (size, checksum), or None if the file is not what psql should
+    have written. The file is read in pieces: megabytes of preferences never sit in memory."""
+    digest = hashlib.sha256()
+    with open(path, "r+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(size - 1 if size else 0)
+        if size < head_length + 2 or handle.read(1) != b"\n":
+            return None
+        handle.seek(head_length)
+        buffer = memoryview(bytearray(1 << 20))
+        remaining = size - 1 - head_length
+        while remaining:
+            count = handle.readinto(buffer[:min(len(buffer), remaining)])
+            if not count:
+                return None
+            digest.update(buffer[:count])
+            remaining -= count
+        checksum = digest.hexdigest()
+        tail = user_data.export_tail(checksum)
+        handle.seek(size - 1)
+        handle.write(tail)
+        handle.truncate()
+    return size - 1 + len(tail), checksum
 
 
 def plan_import(profile: Profile, project: Project, raw: bytes, origin: str, username: str, email: str | None,
@@ -458,19 +569,26 @@ class _Payload(str):
     """An export's payload as JSON text: PostgreSQL parses it once, Python never serialises it again."""
 
 
+#: A move of personal data, for both psycopg (see user_data.render_sql) and psql; '' stands for NULL.
+_EVENT_SQL = (
+    "INSERT INTO user_data_events (event, environment, user_id, username, username_sha256, actor, "
+    "source_environment, source, checksum, details) VALUES (:'event', :'environment', "
+    "nullif(:'user_id', '')::uuid, nullif(:'username', ''), nullif(:'username_sha256', ''), :'actor', "
+    "nullif(:'source_environment', ''), nullif(:'source', ''), nullif(:'checksum', ''), :'details'::jsonb)"
+)
+
+
 def record_event(conn: psycopg.Connection, profile: Profile, event: str, *, user_id: uuid.UUID | None,
                  username: str | None, source: str | None = None, source_environment: str | None = None,
                  checksum: str | None = None, details: dict[str, Any] | None = None,
                  username_sha256: str | None = None) -> None:
     """Record a move of personal data (inside the caller's transaction): who, when, where, checksum."""
-    from psycopg.types.json import Jsonb
-
-    conn.execute(
-        "INSERT INTO user_data_events (event, environment, user_id, username, username_sha256, actor, "
-        "source_environment, source, checksum, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (event, profile.name, user_id, username, username_sha256, _actor(), source_environment, source, checksum,
-         Jsonb(details or {})),
-    )
+    values = {"event": event, "environment": profile.name, "user_id": user_id, "username": username,
+              "username_sha256": username_sha256, "actor": _actor(), "source_environment": source_environment,
+              "source": source, "checksum": checksum, "details": details or {}}
+    conn.execute(user_data.render_sql(_EVENT_SQL),
+                 {k: "" if v is None else json.dumps(v, ensure_ascii=False) if k == "details" else str(v)
+                  for k, v in values.items()})
 
 
 def _user_row(conn: psycopg.Connection, profile: Profile, username: str, columns: str, *, lock: bool = False) -> dict[str, Any]:

@@ -272,17 +272,81 @@ def test_context_of_an_imported_user_carries_their_preferences(alpha_env, tester
     assert context["nested"] == HOSTILE["nested"] and "identity" in context
 
 
-def test_replacing_from_a_partial_export_keeps_the_keys_it_does_not_carry(alpha_env, tester, monkeypatch, capsys) -> None:
+def test_replacing_from_a_partial_export_keeps_the_keys_it_does_not_carry(alpha_env, tester, monkeypatch, tmp_path) -> None:
     from services import users
 
     a_profile, a_project = alpha_env
     t_profile, t_project = tester
     assert create_test_alpha_user.main(["--username", "fake.partial", "--env", "alpha"]) == 0
     _set_prefs(a_profile, a_project, "fake.partial", {"a": "from alpha", "b": 2})
-    document, _ = users.export_user(a_profile, a_project, "fake.partial", keys=["a"])
+    (into := tmp_path / "partial.json").touch()
+    users.export_user(a_profile, a_project, "fake.partial", keys=["a"], into=into)
+    document = into.read_bytes()
     monkeypatch.setenv("PIPER_ROOT", str(t_project.root))
     assert create_test_alpha_user.main(["--username", "fake.partial", "--env", "tester"]) == 0
     _set_prefs(t_profile, t_project, "fake.partial", {"a": "old", "b": "kept", "c": "kept too"})
     plan = users.plan_import(t_profile, t_project, document, "partial.json", "fake.partial", None, "replace")
     users.apply_import(t_profile, t_project, plan)
     assert _row(t_profile, t_project, "fake.partial")[1] == {"a": "from alpha", "b": "kept", "c": "kept too"}
+
+
+#: Values that PostgreSQL's JSON text must escape, including psql's field separator (0x1f) and newlines.
+SEPARATORS = {"unit\x1fseparator": "a\x1fb", "control \x01\x02": ["\x7f", "\r\n", "\x1f\n\x1f"],
+              "emoji 🎉": {"\u2028": "\u2029"}}
+
+
+def _new_user(name: str) -> str:
+    assert create_test_alpha_user.main(["--username", name, "--env", "alpha"]) == 0
+    return name
+
+
+def test_the_psql_export_and_the_driver_export_carry_the_same_bytes(alpha_env, tmp_path) -> None:
+    from services import user_data, users
+
+    profile, project = alpha_env
+    name = _new_user("xfer-same-bytes")
+    _set_prefs(profile, project, name, {**HOSTILE, **SEPARATORS})
+    for keys in (None, ["unit\x1fseparator", "a.b.c"]):
+        into = tmp_path / "fast.json"
+        into.touch()
+        size, fast_sum = users.export_user(profile, project, name, keys, into=into)  # local: through psql
+        fast = into.read_bytes()
+        assert size == len(fast)
+        with users.user_data_connection(profile, project, acting_user=name) as conn:
+            driver, driver_sum = users._export(conn, profile, name, keys)
+        one, two = user_data.parse_export(fast, "psql"), user_data.parse_export(driver, "driver")
+        assert fast_sum == driver_sum == one.checksum == two.checksum
+        assert one.payload_text == two.payload_text and one.schema_revision == two.schema_revision
+        expected = {**HOSTILE, **SEPARATORS} if keys is None else {k: SEPARATORS.get(k, HOSTILE.get(k)) for k in keys}
+        assert one.preferences == expected
+        # Both are recorded alike: who, where, the checksum, and how many bytes left the database.
+        with connection.connect(connection.target(profile, project, "owner")) as conn:
+            rows = conn.execute("SELECT actor, environment, checksum, details FROM user_data_events "
+                                "WHERE username = %s AND event = 'export' ORDER BY occurred_at DESC, id DESC LIMIT 2",
+                                (name,)).fetchall()
+        assert [r[2] for r in rows] == [fast_sum, fast_sum] and {r[1] for r in rows} == {"alpha"}
+        assert rows[0][0] == rows[1][0] and rows[0][3]["keys"] == rows[1][3]["keys"] == keys
+        assert {r[3]["bytes"] for r in rows} == {len(fast)} == {len(driver)}
+
+
+def test_a_local_export_never_loads_the_driver_and_refusals_still_name_the_fix(alpha_env, tmp_path) -> None:
+    profile, project = alpha_env
+    name = _new_user("xfer-no-driver")
+    _set_prefs(profile, project, name, HOSTILE)
+    out = tmp_path / "out.json"
+    probe = ("import sys; from scripts import export_user_data as e; rc = e.main(sys.argv[1:]); "
+             "print(rc, 'psycopg' in sys.modules, file=sys.stderr)")
+    for extra, code, loaded, message in (
+        ([], 0, "False", f"exported {name} from alpha to {out}"),
+        (["--keys", "nulls"], 0, "False", f"exported {name} from alpha"),
+        (["--keys", "nope"], 2, "True", f"error: user {name!r} has no preference key 'nope'"),
+    ):
+        result = subprocess.run([sys.executable, "-c", probe, "--username", name, "--env", "alpha", "--output", str(out),
+                                 *extra], cwd=Path(__file__).resolve().parents[2], env=cli_env(project),
+                                capture_output=True, text=True, check=False)
+        assert result.stderr.splitlines()[-1] == f"{code} {loaded}", result.stderr
+        assert message in result.stderr
+    assert json.loads(out.read_bytes())["payload"]["preferences"] == {"nulls": None}
+    unknown = _export(project, "alpha", "fake.nobody.here", "--output", str(tmp_path / "none.json"))
+    assert unknown.returncode == 2 and b"no user 'fake.nobody.here' in environment alpha; users: " in unknown.stderr
+    assert not (tmp_path / "none.json").exists()

@@ -65,7 +65,7 @@ def test_export_document_verifies_and_detects_tampering_and_truncation() -> None
     payload = json.dumps({"user": {"username": "fake.user", "email": "fake.user@example.invalid"},
                           "preferences": preferences, "learning_data": None, "keys": None}, ensure_ascii=False)
     document, checksum = user_data.build_export(environment="alpha", database="piper_alpha", schema_revision="0002",
-                                                payload=payload)
+                                                payload=[payload.encode()])
     parsed = user_data.parse_export(document, "doc.json")
     assert parsed.checksum == checksum == json.loads(document)["checksum"]["value"]
     assert parsed.preferences == preferences and parsed.payload_text == payload
@@ -82,6 +82,6 @@ def test_export_document_verifies_and_detects_tampering_and_truncation() -> None
     with pytest.raises(UserDataError, match="holds NaN"):
         user_data.parse_export(document.replace(b'"nested": [1', b'"nested": [NaN'), "doc.json")
     nul = user_data.build_export(environment="alpha", database="d", schema_revision=None,
-                                 payload=payload.replace("✓", "\\u0000"))[0]
+                                 payload=[payload.replace("✓", "\\u0000").encode()])[0]
     with pytest.raises(UserDataError, match=r"\$\.payload\.preferences\.ünïcode holds a NUL character"):
         user_data.parse_export(nul, "doc.json")
