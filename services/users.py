@@ -500,16 +500,18 @@ def _apply(profile: Profile, project: Project, plan: ImportPlan) -> tuple[uuid.U
         user = plan.document.user
         if plan.action == "create":
             names = ["username", "email", "display_name", "preferences"]
-            values: list[Any] = [plan.username, plan.email, user.get("display_name"), _Payload(plan.document.payload_text)]
+            values: list[Any] = [plan.username, plan.email, user.get("display_name"), _JsonText(plan.document.payload_json)]
             if plan.table == "alpha_users":
                 names += ["is_active", "is_verified", "alpha_wave", "notes", "learning_data"]
                 values += [bool(user.get("is_active", True)), bool(user.get("is_verified", False)), user.get("alpha_wave"),
                            user.get("notes"), Jsonb(plan.learning_data) if plan.learning_data is not None else None]
-            placeholders = [sql.SQL("(%s::jsonb)->'preferences'") if isinstance(v, _Payload) else sql.Placeholder()
+            placeholders = [sql.SQL("(%s::jsonb)->'preferences'") if isinstance(v, _JsonText) else sql.Placeholder()
                             for v in values]
-            created = conn.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING id").format(
-                table, sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join(placeholders)),
-                [str(v) if isinstance(v, _Payload) else v for v in values]).fetchone()
+            with conn.cursor() as cur:
+                cur.adapters.register_dumper(_JsonText, _json_text_dumper())
+                created = cur.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING id").format(
+                    table, sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join(placeholders)),
+                    values).fetchone()
             assert created is not None
             user_id = created[0]
             if profile.hosted:
@@ -565,8 +567,25 @@ def delete_user(profile: Profile, project: Project, username: str, *, confirmed:
     return path, checksum
 
 
-class _Payload(str):
-    """An export's payload as JSON text: PostgreSQL parses it once, Python never serialises it again."""
+class _JsonText:
+    """JSON text (UTF-8) for a query parameter: PostgreSQL parses it once; Python never serialises it again."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _json_text_dumper() -> type:
+    from psycopg.adapt import Dumper
+
+    class JsonTextDumper(Dumper):
+        oid = 25  # text: the statement casts it to jsonb
+
+        def dump(self, obj: _JsonText) -> bytes:
+            return obj.data
+
+    return JsonTextDumper
 
 
 #: A move of personal data, for both psycopg (see user_data.render_sql) and psql; '' stands for NULL.

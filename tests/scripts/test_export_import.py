@@ -316,7 +316,7 @@ def test_the_psql_export_and_the_driver_export_carry_the_same_bytes(alpha_env, t
             driver, driver_sum = users._export(conn, profile, name, keys)
         one, two = user_data.parse_export(fast, "psql"), user_data.parse_export(driver, "driver")
         assert fast_sum == driver_sum == one.checksum == two.checksum
-        assert one.payload_text == two.payload_text and one.schema_revision == two.schema_revision
+        assert one.payload_json == two.payload_json and one.schema_revision == two.schema_revision
         expected = {**HOSTILE, **SEPARATORS} if keys is None else {k: SEPARATORS.get(k, HOSTILE.get(k)) for k in keys}
         assert one.preferences == expected
         # Both are recorded alike: who, where, the checksum, and how many bytes left the database.

@@ -68,7 +68,7 @@ def test_export_document_verifies_and_detects_tampering_and_truncation() -> None
                                                 payload=[payload.encode()])
     parsed = user_data.parse_export(document, "doc.json")
     assert parsed.checksum == checksum == json.loads(document)["checksum"]["value"]
-    assert parsed.preferences == preferences and parsed.payload_text == payload
+    assert parsed.preferences == preferences and parsed.payload_json == payload.encode()
     assert parsed.source_environment == "alpha" and parsed.schema_revision == "0002"
     tampered = document.replace("✓".encode(), b"x")
     with pytest.raises(UserDataError, match="does not match its checksum"):
