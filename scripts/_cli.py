@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -61,6 +62,9 @@ def configure_logging(debug: bool) -> None:
 def run(cli: argparse.ArgumentParser, argv: Sequence[str] | None, body: Callable[[argparse.Namespace], int]) -> int:
     """Parse argv, run body, and turn domain errors into one stderr line and an exit code."""
     args = cli.parse_args(argv)
+    if not gc.isenabled():  # a command's start-up is over (each script turns the collector off first)
+        gc.freeze()  # what start-up made lives to the end: no collection needs to look at it again
+        gc.enable()
     configure_logging(args.debug)
     try:
         return body(args)

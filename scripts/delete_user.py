@@ -9,11 +9,13 @@ that file undoes the deletion. The deletion is recorded without the personal dat
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-if __package__ in (None, ""):
+if __package__ in (None, ""):  # run as a command
+    gc.disable()  # start-up only creates objects that live to the end; _cli.run turns it back on
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts import _cli  # noqa: E402
