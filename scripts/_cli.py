@@ -76,6 +76,12 @@ def run(cli: argparse.ArgumentParser, argv: Sequence[str] | None, body: Callable
     except KeyboardInterrupt:
         print("error: interrupted; nothing was changed by the step that was running", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # Whoever read standard output stopped reading (`| head`): what they got is incomplete.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush into the closed pipe
+        print("error: standard output was closed before everything was written; "
+              "redirect it to a file (> FILE) or pass --output FILE", file=sys.stderr)
+        return 1
 
 
 def confirm(question: str, *, yes: bool) -> None:

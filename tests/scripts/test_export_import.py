@@ -350,3 +350,19 @@ def test_a_local_export_never_loads_the_driver_and_refusals_still_name_the_fix(a
     unknown = _export(project, "alpha", "fake.nobody.here", "--output", str(tmp_path / "none.json"))
     assert unknown.returncode == 2 and b"no user 'fake.nobody.here' in environment alpha; users: " in unknown.stderr
     assert not (tmp_path / "none.json").exists()
+
+
+def test_an_export_into_a_pipe_closed_early_fails_with_one_line(alpha_env) -> None:
+    profile, project = alpha_env
+    name = _new_user("xfer-closed-pipe")
+    _set_prefs(profile, project, name, {"big": "x" * 2_000_000})  # far more than a pipe holds
+    process = subprocess.Popen([sys.executable, "scripts/export_user_data.py", "--username", name, "--env", "alpha"],
+                               cwd=Path(__file__).resolve().parents[2], env=cli_env(project),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(100).startswith(b"{")
+    process.stdout.close()  # like `| head -c 100`
+    errors = process.stderr.read().decode()
+    assert process.wait() == 1
+    assert errors.splitlines() == ["error: standard output was closed before everything was written; "
+                                   "redirect it to a file (> FILE) or pass --output FILE"]
