@@ -703,7 +703,7 @@ class PsqlSession:
         """Run query and have psql write its rows into path, each row's fields back to back and
         ending in a newline (megabytes go from the server to the file without passing through
         Python). Return False when psql stopped on an error."""
-        return self._run(f"\\pset fieldsep ''\n{query}\n\\g {psql_quote(str(path))}\n"
+        return self._run(f"\\pset fieldsep ''\n{query}\n\\g {psql_quote(str(Path(path).absolute()))}\n"
                          f"\\pset fieldsep {psql_quote(self.FIELD_SEPARATOR)}\n") is not None
 
     def _run(self, commands: str) -> list[bytes] | None:

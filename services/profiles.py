@@ -6,6 +6,9 @@ a value of the wrong type is one `ProfileError` naming the file and the key.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import string
 from dataclasses import MISSING, dataclass, field, fields, replace
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from services.errors import ProfileError
+from services.files import write_atomic
 from services.project import Project
 
 SERVER_KINDS = ("embedded", "system", "hosted")
@@ -132,14 +136,8 @@ def load_profiles(project: Project) -> list[Profile]:
 
 
 def _parse(path: Path, project: Project) -> Profile:
-    import yaml  # only commands that read a profile pay for the import
-
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ProfileError(f"{path}: not valid YAML{where}; fix the syntax") from None
+        raw = _load_yaml(path.read_bytes(), path)
     except OSError as exc:
         raise ProfileError(f"{path}: cannot be read ({exc.strerror}); check the file") from None
     if not isinstance(raw, dict):
@@ -149,6 +147,45 @@ def _parse(path: Path, project: Project) -> Profile:
     profile = _with_defaults(profile, path, project)
     _validate(profile, check, project)
     return profile
+
+
+def _load_yaml(text: bytes, path: Path) -> Any:
+    """Return the data of a YAML document, through a cache of plain JSON keyed by its SHA-256.
+
+    Importing the YAML parser costs more than everything else a command does to load its profile
+    (15-20 ms, most of it compiling the parser's regular expressions; docs/BENCHMARKS.md), and
+    profiles rarely change. The cache is keyed by content, so an edited profile is parsed afresh;
+    data that JSON cannot hold exactly (dates, non-text keys) is never cached; a damaged or
+    unwritable cache only costs the parse. Validation runs on the data either way.
+    """
+    cache = _yaml_cache() / f"{hashlib.sha256(text).hexdigest()}.json"
+    try:
+        return json.loads(cache.read_bytes())
+    except (OSError, ValueError):
+        pass
+    import yaml
+
+    try:
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ProfileError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    try:
+        encoded = json.dumps(raw, ensure_ascii=False, allow_nan=False)
+        if json.loads(encoded) == raw:
+            cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_atomic(cache, encoded, mode=0o600)
+    except (TypeError, ValueError, OSError):
+        pass  # not plain JSON, or nowhere to write: parse it every time
+    return raw
+
+
+def _yaml_cache() -> Path:
+    configured = os.environ.get("PIPER_YAML_CACHE")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "piper-ops" / "yaml"
 
 
 def _with_defaults(profile: Profile, path: Path, project: Project) -> Profile:

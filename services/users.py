@@ -303,7 +303,9 @@ def _export(conn: psycopg.Connection, profile: Profile, username: str, keys: lis
     table = table_for(profile)
     user_id = _user_row(conn, profile, username, "id", lock=lock)["id"]
     parameters = _export_parameters(username, keys)
-    _, revision, _, has_keys = conn.execute(user_data.render_sql(user_data.export_check_sql(table)), parameters).fetchone()
+    check = conn.execute(user_data.render_sql(user_data.export_check_sql(table)), parameters).fetchone()
+    assert check is not None  # the check returns one row whatever it finds
+    _, revision, _, has_keys = check
     if not has_keys:
         present = [k for (k,) in conn.execute(f"SELECT jsonb_object_keys(preferences) FROM {table} WHERE id = %s",
                                               (user_id,))]
@@ -352,7 +354,6 @@ def _export_with_psql(profile: Profile, project: Project, username: str, keys: l
         return None
     variables = {**_export_parameters(username, keys), "environment": profile.name, "event": "export",
                  "actor": _actor(), "username_sha256": "", "source_environment": "", "source": ""}
-    failure: str | None = "the export was refused"
     try:
         with cluster.psql_session(server, owner.dbname, owner.user, owner.password, variables=variables,
                                   options=f"-c {ACTING_USER_SETTING}={username}") as psql:

@@ -157,7 +157,9 @@ def fake_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profile_yaml: str
 # As an ordinary user the template clusters live in the user's cache; tests keep their own.
 if hasattr(os, "geteuid") and os.geteuid() != 0:
     os.environ["PIPER_TEMPLATE_CACHE"] = tempfile.mkdtemp(prefix="piper-test-templates-")
-_KEEP = {"PIPER_TEMPLATE_CACHE"}
+# Parsed profiles are cached by content (services/profiles.py); tests keep their own cache too.
+os.environ["PIPER_YAML_CACHE"] = tempfile.mkdtemp(prefix="piper-test-yaml-")
+_KEEP = {"PIPER_TEMPLATE_CACHE", "PIPER_YAML_CACHE"}
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +104,32 @@ def test_profile_names_and_defaults(tmp_path: Path) -> None:
     project = _write(tmp_path, "alpha", data)
     assert profile_names(project) == ["alpha"]
     assert load_profile("alpha", project).database.data_dir == "postgres_data/alpha"
+
+
+def test_profiles_are_cached_by_content_so_commands_skip_the_yaml_parser(tmp_path: Path, monkeypatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PIPER_YAML_CACHE", str(cache))
+    data = _valid()
+    project = _write(tmp_path, "alpha", data)
+    assert load_profile("alpha", project).database.port == data["database"]["port"]
+    assert len(list(cache.glob("*.json"))) == 1
+    probe = ("import sys; from services.profiles import load_profile; from services.project import Project; "
+             "from pathlib import Path; "
+             f"p = load_profile('alpha', Project(Path({str(tmp_path)!r}))); print(p.database.port, 'yaml' in sys.modules)")
+    again = subprocess.run([sys.executable, "-c", probe], cwd=CODE_ROOT, capture_output=True, text=True, check=True,
+                           env={**os.environ, "PIPER_YAML_CACHE": str(cache)})
+    assert again.stdout.split() == [str(data["database"]["port"]), "False"]  # read from the cache, no YAML parser
+    # An edited profile is read afresh: the cache follows the content, never the file name.
+    data["database"]["port"] += 7
+    _write(tmp_path, "alpha", data)
+    assert load_profile("alpha", project).database.port == data["database"]["port"]
+    # A damaged cache costs only the parse.
+    for entry in cache.glob("*.json"):
+        entry.write_text("{not json")
+    assert load_profile("alpha", project).database.port == data["database"]["port"]
+    # Data JSON cannot hold exactly is never cached, and the profile is still checked.
+    _write(tmp_path, "alpha", {**data, "since": datetime.date(2026, 11, 28)})
+    before = {p.name for p in cache.glob("*.json")}
+    with pytest.raises(ProfileError, match="'since' is unknown"):
+        load_profile("alpha", project)
+    assert {p.name for p in cache.glob("*.json")} == before
