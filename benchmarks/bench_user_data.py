@@ -14,9 +14,12 @@ with user `big` whose preferences are 10 MiB of varied compact JSON (unicode, ne
   export `psql -X -Atc "SELECT preferences FROM alpha_users WHERE username = 'big'" -o F`; import
   `\\set content `cat F`` then one `INSERT INTO alpha_users (username, email, display_name,
   preferences) VALUES (..., :'content'::jsonb)` into tester (F: the preferences psql exported).
-All of it twice: with an empty table, then with --fake-users other users (fake-user-N,
-fake-user-N@example.invalid) in alpha_users and as many rows in user_data_events, in both databases.
-Medians of --runs runs, ours and psql interleaved. With --profile, also cProfile both scripts.
+Two pairs of databases, measured in the same runs, interleaved: alpha -> tester with empty tables,
+and alpha_full -> tester_full (copies of those profiles) that also hold --fake-users other users
+(fake-user-N, fake-user-N@example.invalid) in alpha_users and as many rows in user_data_events.
+Interleaving both sides in every run keeps this machine's drift (often ±30 % over minutes) out of
+the full/empty ratio. Medians of --runs runs, ours and psql interleaved. With --profile, also
+cProfile both scripts.
 Not a test: it never fails for being slow.
 """
 
@@ -38,6 +41,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -49,7 +54,7 @@ from services.database import connection  # noqa: E402
 from services.files import atomic_file  # noqa: E402
 from services.profiles import Profile, load_profile  # noqa: E402
 from services.project import Project  # noqa: E402
-from tests.conftest import cli_env, make_project, remove_servers, set_up  # noqa: E402
+from tests.conftest import cli_env, free_port, make_project, remove_servers, set_up  # noqa: E402
 
 USERNAME = "big"
 EMAIL = "big@example.invalid"
@@ -83,16 +88,23 @@ def big_preferences(target: int = PREFERENCES_BYTES, seed: int = 4) -> dict:
     return prefs
 
 
+class Side:
+    """A source (export) and a target (import) database, and the files of their runs."""
+
+    def __init__(self, name: str, source: Profile, target: Profile, work: Path) -> None:
+        self.name, self.source, self.target = name, source, target
+        self.export_file = work / f"big_export_{name}.json"
+        self.psql_file = work / f"big_preferences_{name}.json"
+        self.psql_script = work / f"psql_import_{name}.sql"
+
+
 class Bench:
-    """One temporary project with alpha (the export source) and tester (the import target)."""
+    """One temporary project: the empty side (alpha -> tester) and the full side (alpha_full -> tester_full)."""
 
     def __init__(self, project: Project, work: Path) -> None:
         self.project, self.work = project, work
-        self.alpha = load_profile("alpha", project)
-        self.tester = load_profile("tester", project)
-        self.export_file = work / "big_export.json"
-        self.psql_file = work / "big_preferences.json"
-        self.psql_script = work / "psql_import.sql"
+        self.sides = [Side("empty", load_profile("alpha", project), load_profile("tester", project), work),
+                      Side("full", load_profile("alpha_full", project), load_profile("tester_full", project), work)]
         self.env = cli_env(project)
 
     # -- setup (untimed) --------------------------------------------------------------------------
@@ -102,18 +114,20 @@ class Bench:
     def create_big_user(self, prefs: dict) -> None:
         from psycopg.types.json import Jsonb
 
-        users.create_user(self.alpha, self.project, USERNAME, EMAIL, DISPLAY)
-        with self.owner(self.alpha) as conn:
-            conn.execute("UPDATE alpha_users SET preferences = %s WHERE username = %s", (Jsonb(prefs), USERNAME))
+        for side in self.sides:
+            users.create_user(side.source, self.project, USERNAME, EMAIL, DISPLAY)
+            with self.owner(side.source) as conn:
+                conn.execute("UPDATE alpha_users SET preferences = %s WHERE username = %s", (Jsonb(prefs), USERNAME))
 
-    def drop_big_from_tester(self) -> None:
-        with self.owner(self.tester, autocommit=True) as conn:
+    def drop_big(self, profile: Profile) -> None:
+        with self.owner(profile, autocommit=True) as conn:
             conn.execute("DELETE FROM alpha_users WHERE username = %s", (USERNAME,))
             conn.execute("VACUUM alpha_users")
 
     def add_fake_users(self, count: int) -> None:
-        """count fake users in alpha_users and as many rows in user_data_events, in both databases."""
-        for profile in (self.alpha, self.tester):
+        """count fake users in alpha_users and as many rows in user_data_events, in both full databases."""
+        full = self.sides[1]
+        for profile in (full.source, full.target):
             with self.owner(profile) as conn:
                 conn.execute(
                     "INSERT INTO alpha_users (username, email, display_name, preferences) "
@@ -129,29 +143,29 @@ class Bench:
                 conn.execute("VACUUM ANALYZE user_data_events")
 
     # -- ours -------------------------------------------------------------------------------------
-    def cli_export(self) -> float:
+    def cli_export(self, side: Side) -> float:
         return _timed([sys.executable, "scripts/export_user_data.py", "--username", USERNAME, "--output",
-                       str(self.export_file), "--env", "alpha"], self.env)
+                       str(side.export_file), "--env", side.source.name], self.env)
 
-    def cli_import(self) -> float:
-        self.drop_big_from_tester()
+    def cli_import(self, side: Side) -> float:
+        self.drop_big(side.target)
         return _timed([sys.executable, "scripts/import_user_data.py", "--username", USERNAME, "--data",
-                       str(self.export_file), "--yes", "--env", "tester"], self.env)
+                       str(side.export_file), "--yes", "--env", side.target.name], self.env)
 
-    def service_export(self) -> float:
+    def service_export(self, side: Side) -> float:
         start = time.perf_counter()
-        with atomic_file(self.export_file, mode=0o600) as partial:
-            users.export_user(self.alpha, self.project, USERNAME, into=partial)
+        with atomic_file(side.export_file, mode=0o600) as partial:
+            users.export_user(side.source, self.project, USERNAME, into=partial)
         return time.perf_counter() - start
 
-    def service_import(self) -> float:
-        self.drop_big_from_tester()
+    def service_import(self, side: Side) -> float:
+        self.drop_big(side.target)
         start = time.perf_counter()
         with user_data.collector_paused():  # as import_user_data.py does
-            raw = self.export_file.read_bytes()
-            plan = users.plan_import(self.tester, self.project, raw, str(self.export_file), USERNAME, None)
+            raw = side.export_file.read_bytes()
+            plan = users.plan_import(side.target, self.project, raw, str(side.export_file), USERNAME, None)
             assert plan.action == "create", plan.action
-            users.apply_import(self.tester, self.project, plan)
+            users.apply_import(side.target, self.project, plan)
             del plan
         return time.perf_counter() - start
 
@@ -166,49 +180,54 @@ class Bench:
         return {"PATH": os.environ["PATH"], "PGPASSWORD": envfile.read(self.project.env_file)[connection.password_key(profile.name, "app")],
                 "PGOPTIONS": f"-c {users.ACTING_USER_SETTING}={USERNAME}"}
 
-    def psql_export(self) -> float:
-        return _timed(self._psql(self.alpha, "-Atc", f"SELECT preferences FROM alpha_users WHERE username = '{USERNAME}'",
-                                 "-o", str(self.psql_file)), self._psql_env(self.alpha))
+    def psql_export(self, side: Side) -> float:
+        return _timed(self._psql(side.source, "-Atc", f"SELECT preferences FROM alpha_users WHERE username = '{USERNAME}'",
+                                 "-o", str(side.psql_file)), self._psql_env(side.source))
 
-    def psql_import(self) -> float:
-        self.drop_big_from_tester()
-        self.psql_script.write_text(
-            f"\\set content `cat {self.psql_file}`\n"
+    def psql_import(self, side: Side) -> float:
+        self.drop_big(side.target)
+        side.psql_script.write_text(
+            f"\\set content `cat {side.psql_file}`\n"
             f"INSERT INTO alpha_users (username, email, display_name, preferences) "
             f"VALUES ('{USERNAME}', '{EMAIL}', '{DISPLAY}', :'content'::jsonb);\n")
-        return _timed(self._psql(self.tester, "-f", str(self.psql_script)), self._psql_env(self.tester))
+        return _timed(self._psql(side.target, "-f", str(side.psql_script)), self._psql_env(side.target))
 
-    # -- one scenario -----------------------------------------------------------------------------
-    def measure(self, runs: int) -> dict[str, list[float]]:
-        steps: dict[str, Callable[[], float]] = {
+    # -- the runs ---------------------------------------------------------------------------------
+    def measure(self, runs: int) -> dict[str, dict[str, list[float]]]:
+        """Return times[side][step]: every step on both sides in every run, so drift hits both alike."""
+        steps: dict[str, Callable[[Side], float]] = {
             "cli_export": self.cli_export, "psql_export": self.psql_export, "service_export": self.service_export,
             "cli_import": self.cli_import, "psql_import": self.psql_import, "service_import": self.service_import,
         }
-        for step in steps.values():  # warm-up: caches, connections' first use, files in place
-            step()
-        times: dict[str, list[float]] = {name: [] for name in steps}
-        for _ in range(runs):
+        times: dict[str, dict[str, list[float]]] = {side.name: {name: [] for name in steps} for side in self.sides}
+        for run in range(runs + 1):  # run 0 warms caches and puts the files in place; it is not counted
             for name, step in steps.items():
-                times[name].append(step())
+                for side in self.sides if run % 2 else reversed(self.sides):
+                    elapsed = step(side)
+                    if run:
+                        times[side.name][name].append(elapsed)
         return times
 
     def check(self, digest: str) -> None:
         """Both exports carry the same preferences as were stored, and ours imports them intact."""
-        assert _digest(json.loads(self.psql_file.read_bytes())) == digest, "psql export differs"
-        assert _digest(json.loads(self.export_file.read_bytes())["payload"]["preferences"]) == digest, "our export differs"
-        with self.owner(self.tester) as conn:
-            row = conn.execute("SELECT preferences FROM alpha_users WHERE username = %s", (USERNAME,)).fetchone()
-        assert row is not None and _digest(row[0]) == digest, "tester's row differs"
+        for side in self.sides:
+            assert _digest(json.loads(side.psql_file.read_bytes())) == digest, "psql export differs"
+            assert _digest(json.loads(side.export_file.read_bytes())["payload"]["preferences"]) == digest, "our export differs"
+            with self.owner(side.target) as conn:
+                row = conn.execute("SELECT preferences FROM alpha_users WHERE username = %s", (USERNAME,)).fetchone()
+            assert row is not None and _digest(row[0]) == digest, f"{side.target.name}'s row differs"
 
     def profile_scripts(self) -> None:
-        """cProfile both scripts as subprocesses and print where their time goes."""
+        """cProfile both scripts as subprocesses (empty side) and print where their time goes."""
+        side = self.sides[0]
         for name, argv in (
-            ("export", ["scripts/export_user_data.py", "--username", USERNAME, "--output", str(self.export_file), "--env", "alpha"]),
-            ("import", ["scripts/import_user_data.py", "--username", USERNAME, "--data", str(self.export_file), "--yes",
-                        "--env", "tester"]),
+            ("export", ["scripts/export_user_data.py", "--username", USERNAME, "--output", str(side.export_file),
+                        "--env", side.source.name]),
+            ("import", ["scripts/import_user_data.py", "--username", USERNAME, "--data", str(side.export_file), "--yes",
+                        "--env", side.target.name]),
         ):
             if name == "import":
-                self.drop_big_from_tester()
+                self.drop_big(side.target)
             out = self.work / f"{name}.prof"
             subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), *argv], env=self.env, cwd=REPO, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -218,6 +237,16 @@ class Bench:
             stats.sort_stats("tottime").print_stats(15)
             print(f"\n### cProfile: {name} script\n", file=sys.stderr)
             print(text.getvalue(), file=sys.stderr)
+
+
+def _full_copies(project: Project) -> None:
+    """Add alpha_full and tester_full: alpha and tester under other names, databases, ports and directories."""
+    for base in ("alpha", "tester"):
+        data = yaml.safe_load((project.environments_dir / f"{base}.yaml").read_text())
+        name = f"{base}_full"
+        data.update(name=name, description=f"{base}, with many other users (benchmark)")
+        data["database"].update(name=f"piper_{name}", port=free_port(), data_dir=f"postgres_data/{name}")
+        (project.environments_dir / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def _digest(value: object) -> str:
@@ -235,16 +264,17 @@ def _timed(argv: list[str], env: dict[str, str]) -> float:
 
 def main() -> int:
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_argument("--runs", type=int, default=5)
+    cli.add_argument("--runs", type=int, default=9)
     cli.add_argument("--fake-users", type=int, default=100_000)
     cli.add_argument("--profile", action="store_true", help="also cProfile both scripts (printed to standard error)")
     args = cli.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-user-data-") as tmp:
         project = make_project(Path(tmp) / "proj")
+        _full_copies(project)
         try:
             bench = Bench(project, Path(tmp))
             with contextlib.redirect_stdout(sys.stderr):
-                for name in ("alpha", "tester"):
+                for name in ("alpha", "tester", "alpha_full", "tester_full"):
                     set_up(load_profile(name, project), project)
             prefs = big_preferences()
             bench.create_big_user(prefs)
@@ -253,19 +283,17 @@ def main() -> int:
             # of the in-process runs, which a user's process does not carry.
             del prefs
             gc.collect()
-            empty = bench.measure(args.runs)
-            bench.check(digest)
-            if args.profile:
-                bench.profile_scripts()
             start = time.perf_counter()
             bench.add_fake_users(args.fake_users)
             filling = time.perf_counter() - start
-            full = bench.measure(args.runs)
+            times = bench.measure(args.runs)
             bench.check(digest)
-            sizes = bench.export_file.stat().st_size, bench.psql_file.stat().st_size
+            if args.profile:
+                bench.profile_scripts()
+            sizes = bench.sides[0].export_file.stat().st_size, bench.sides[0].psql_file.stat().st_size
         finally:
             remove_servers(project)
-    _report(empty, full, args, sizes, filling)
+    _report(times["empty"], times["full"], args, sizes, filling)
     return 0
 
 
