@@ -8,8 +8,8 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
 from pathlib import Path
+from typing import NoReturn
 
 if __package__ in (None, ""):  # pragma: no cover - run as a file, not as a module
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

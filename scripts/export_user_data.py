@@ -42,9 +42,9 @@ def _export(args: argparse.Namespace) -> int:
         raise _cli.UsageError("--keys names no key; pass e.g. --keys tone,projects")
     if args.output is None and sys.stdout.isatty():
         raise _cli.UsageError("the export holds personal data; redirect it to a file (> FILE) or pass --output FILE")
-    if args.output is not None and not args.output.absolute().parent.is_dir():
-        raise _cli.UsageError(f"{args.output.absolute().parent} is not a directory; create it or pass another --output")
     if args.output is not None:
+        if not args.output.absolute().parent.is_dir():
+            raise _cli.UsageError(f"{args.output.absolute().parent} is not a directory; create it or pass another --output")
         with atomic_file(args.output, mode=0o600) as partial:
             size, checksum = users.export_user(profile, project, args.username, keys, into=partial)
         where = str(args.output)

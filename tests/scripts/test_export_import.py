@@ -350,6 +350,10 @@ def test_a_local_export_never_loads_the_driver_and_refusals_still_name_the_fix(a
     unknown = _export(project, "alpha", "fake.nobody.here", "--output", str(tmp_path / "none.json"))
     assert unknown.returncode == 2 and b"no user 'fake.nobody.here' in environment alpha; users: " in unknown.stderr
     assert not (tmp_path / "none.json").exists()
+    nowhere = _export(project, "alpha", name, "--output", str(tmp_path / "missing" / "x.json"))
+    assert nowhere.returncode == 2 and not (tmp_path / "missing").exists()
+    assert nowhere.stderr.decode().splitlines() == [
+        f"error: {tmp_path / 'missing'} is not a directory; create it or pass another --output"]
 
 
 def test_an_export_into_a_pipe_closed_early_fails_with_one_line(alpha_env) -> None:
