@@ -45,6 +45,8 @@ def _export(args: argparse.Namespace) -> int:
     if args.output is not None:
         if not args.output.absolute().parent.is_dir():
             raise _cli.UsageError(f"{args.output.absolute().parent} is not a directory; create it or pass another --output")
+        if args.output.is_dir():
+            raise _cli.UsageError(f"{args.output} is a directory; name the file, e.g. --output {args.output / (args.username + '.json')}")
         with atomic_file(args.output, mode=0o600) as partial:
             size, checksum = users.export_user(profile, project, args.username, keys, into=partial)
         where = str(args.output)

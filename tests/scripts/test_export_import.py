@@ -354,6 +354,9 @@ def test_a_local_export_never_loads_the_driver_and_refusals_still_name_the_fix(a
     assert nowhere.returncode == 2 and not (tmp_path / "missing").exists()
     assert nowhere.stderr.decode().splitlines() == [
         f"error: {tmp_path / 'missing'} is not a directory; create it or pass another --output"]
+    folder = _export(project, "alpha", name, "--output", str(tmp_path))
+    assert folder.returncode == 2 and folder.stderr.decode().splitlines() == [
+        f"error: {tmp_path} is a directory; name the file, e.g. --output {tmp_path / (name + '.json')}"]
 
 
 def test_an_export_into_a_pipe_closed_early_fails_with_one_line(alpha_env) -> None:
