@@ -231,11 +231,11 @@ def db_restore(c, env=None, file=None, from_env=None, yes=False, debug=False):
 
 
 @task(name="create-user", help={
-    "env": ENV_HELP, "username": "the user's login name (lower-case)",
+    "env": ENV_HELP, "username": "the user's login name (lower-case; required)",
     "email": "the user's email (default: USERNAME@example.invalid)", "display_name": "the name shown to people",
     "debug": DEBUG_HELP,
 })
-def create_user(c, username, env=None, email=None, display_name=None, debug=False):
+def create_user(c, username=None, env=None, email=None, display_name=None, debug=False):
     """Create a user in an environment (same as scripts/create_test_alpha_user.py)."""
     _script_task("create_test_alpha_user", _flags(username=username, email=email, display_name=display_name,
                                                   env=env, debug=debug))
@@ -254,12 +254,12 @@ def backup_config(c, dry_run=False, list=False, private=False, env=None, debug=F
 
 
 @task(name="restore-config", help={
-    "date": "YYYYMMDD (that day's newest backup) or YYYYMMDD-HHMMSS; see backup-config --list",
+    "date": "(required) YYYYMMDD (that day's newest backup) or YYYYMMDD-HHMMSS; see backup-config --list",
     "private": "keep the backup of the current file in private/config-backups/ (needed when the audit flags it)",
     "env": "environment whose rotation policy to use (default: $PIPER_ENV, .env, else the built-in default)",
     "debug": DEBUG_HELP,
 })
-def restore_config(c, date, private=False, env=None, debug=False):
+def restore_config(c, date=None, private=False, env=None, debug=False):
     """Restore config/PIPER.md from a dated backup, backing up the current file first."""
     _script_task("restore_config", _flags(date=date, private=private, env=env, debug=debug))
 
@@ -279,40 +279,40 @@ def audit_piper_md(c, all=False, history=False, staged=False, format="text", all
 
 
 @task(name="migrate-personal-data", help={
-    "username": "the user whose data this is",
+    "username": "the user whose data this is (required)",
     "data_file": "personal-data JSON file (default: the profile's personal_data.data_file)",
     "skip_migration": "only verify that the user exists and print its id",
     "dry_run": "show what would change; write nothing",
     "env": ENV_HELP, "debug": DEBUG_HELP,
 })
-def migrate_personal_data(c, username, data_file=None, skip_migration=False, dry_run=False, env=None, debug=False):
+def migrate_personal_data(c, username=None, data_file=None, skip_migration=False, dry_run=False, env=None, debug=False):
     """Deep-merge a personal-data file into a user's preferences (same as scripts/migrate_personal_data.py)."""
     _script_task("migrate_personal_data", _flags(username=username, data_file=data_file, skip_migration=skip_migration,
                                                  dry_run=dry_run, env=env, debug=debug))
 
 
 @task(name="export-user", help={
-    "username": "the user to export",
+    "username": "the user to export (required)",
     "keys": "comma-separated top-level preference keys to export (default: all)",
     "output": "write to this file (mode 0600) instead of standard output",
     "env": ENV_HELP, "debug": DEBUG_HELP,
 })
-def export_user(c, username, keys=None, output=None, env=None, debug=False):
+def export_user(c, username=None, keys=None, output=None, env=None, debug=False):
     """Export one user's data as checksummed JSON (same as scripts/export_user_data.py)."""
     _script_task("export_user_data", _flags(username=username, keys=keys, output=output, env=env, debug=debug))
 
 
 @task(name="import-user", help={
-    "username": "the user to import (must match the document)",
+    "username": "the user to import (required; must match the document)",
     "email": "the user's email in this environment (default: the document's)",
-    "data": "the export document, or - for standard input",
+    "data": "the export document, or - for standard input (required)",
     "merge": "on conflict, deep-merge the file into the existing data",
     "replace": "on conflict, replace the existing data with the file's",
     "yes": "do not ask for confirmation",
     "dry_run": "only show what would change",
     "env": ENV_HELP, "debug": DEBUG_HELP,
 })
-def import_user(c, username, data, email=None, merge=False, replace=False, yes=False, dry_run=False, env=None,
+def import_user(c, username=None, data=None, email=None, merge=False, replace=False, yes=False, dry_run=False, env=None,
                 debug=False):
     """Import a user's exported data, with consent (same as scripts/import_user_data.py)."""
     _script_task("import_user_data", _flags(username=username, email=email, data=data, merge=merge, replace=replace,
@@ -320,9 +320,9 @@ def import_user(c, username, data, email=None, merge=False, replace=False, yes=F
 
 
 @task(name="delete-user", help={
-    "username": "the user to delete", "yes": "do not ask for confirmation", "env": ENV_HELP, "debug": DEBUG_HELP,
+    "username": "the user to delete (required)", "yes": "do not ask for confirmation", "env": ENV_HELP, "debug": DEBUG_HELP,
 })
-def delete_user(c, username, yes=False, env=None, debug=False):
+def delete_user(c, username=None, yes=False, env=None, debug=False):
     """Delete a user and all their data, exported first (same as scripts/delete_user.py)."""
     _script_task("delete_user", _flags(username=username, yes=yes, env=env, debug=debug))
 

@@ -142,3 +142,14 @@ def test_create_user_script_and_task_share_one_path(alpha_env) -> None:
     bad = run_cli([sys.executable, "scripts/create_test_alpha_user.py", "--username", "Bad Name!", "--env", "alpha"], project)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: username 'Bad Name!' is not valid")
+
+
+@pytest.mark.parametrize(("task", "flag"), [("create-user", "--username"), ("export-user", "--username"),
+                                            ("import-user", "--username"), ("delete-user", "--username"),
+                                            ("migrate-personal-data", "--username"), ("restore-config", "--date")])
+def test_task_help_after_the_task_name_and_a_missing_required_flag(project: Project, task: str, flag: str) -> None:
+    shown = run_cli([*INVOKE, task, "--help"], project)
+    assert shown.returncode == 0 and f"{flag}=STRING" in shown.stdout and "required" in shown.stdout, shown.stderr
+    missing = run_cli([*INVOKE, task, "--env", "alpha"], project)
+    assert missing.returncode == 2
+    assert missing.stderr.splitlines()[-1].startswith("error: the following arguments are required: " + flag)
