@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a command
-    gc.disable()  # start-up only creates objects that live to the end; _cli.run turns it back on
+    gc.disable()  # start-up only makes objects that live to the end; _cli.run_command turns it back on
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts import _cli, backup_config  # noqa: E402
@@ -44,4 +44,4 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _cli.exit_now(main())
+    _cli.run_command(main)

@@ -17,11 +17,11 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import IO
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from importlib.util import find_spec
 from pathlib import Path
+from typing import IO
 
 from services import server_account
 from services.errors import ClusterError
@@ -684,7 +684,7 @@ class PsqlSession:
     def send(self, text: str) -> None:
         """Send statements or meta-commands (each ending in a newline)."""
         assert self._process.stdin is not None
-        self._process.stdin.write(text.encode("utf-8"))
+        self._process.stdin.write(text.encode("utf-8", "surrogateescape"))  # a path's undecodable bytes pass as they are
         self._process.stdin.flush()
 
     def set(self, name: str, value: str) -> None:
@@ -751,21 +751,24 @@ def psql_session(server: Server, dbname: str, user: str, password: str, *, varia
                  options: str = "") -> Iterator[PsqlSession]:
     """Yield a PsqlSession on dbname as user; psql stops at the first error (ON_ERROR_STOP).
 
-    variables are set on the command line (psql takes their text as it is); options go to the
-    server as PGOPTIONS. The password reaches psql through a private PGPASSFILE, never an argument.
-    psql is killed if the block leaves early.
+    variables are set first, through psql's input (not its arguments, which every local user can
+    list); options go to the server as PGOPTIONS. The password reaches psql through a private
+    PGPASSFILE, never an argument. psql is killed if the block leaves early (its transaction is
+    then rolled back).
     """
     argv = [str(server.bin_dir / "psql"), "--no-psqlrc", "--quiet", "--no-align", "--tuples-only",
             f"--field-separator={PsqlSession.FIELD_SEPARATOR}", "--set=ON_ERROR_STOP=1",
-            *_client_target(server, user), f"--dbname={dbname}", "--file=-",
-            *(f"--set={name}={value}" for name, value in variables.items())]
+            *_client_target(server, user), f"--dbname={dbname}", "--file=-"]
     with _client_env(password) as env, tempfile.TemporaryFile() as errors:
         env["PGCLIENTENCODING"] = "UTF8"
         if options:
             env["PGOPTIONS"] = options
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env)
         try:
-            yield PsqlSession(process, errors)
+            session = PsqlSession(process, errors)
+            for name, value in variables.items():
+                session.set(name, value)
+            yield session
         finally:
             if process.poll() is None:
                 process.kill()

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import string
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
@@ -156,13 +157,18 @@ def _load_yaml(text: bytes, path: Path) -> Any:
     (15-20 ms, most of it compiling the parser's regular expressions; docs/BENCHMARKS.md), and
     profiles rarely change. The cache is keyed by content, so an edited profile is parsed afresh;
     data that JSON cannot hold exactly (dates, non-text keys) is never cached; a damaged or
-    unwritable cache only costs the parse. Validation runs on the data either way.
+    unwritable cache only costs the parse. Only a cache folder and files that belong to the
+    current user and that nobody else can write are used (under `sudo` with the caller's HOME,
+    root ignores the caller's cache). Validation runs on the data either way.
     """
-    cache = _yaml_cache() / f"{hashlib.sha256(text).hexdigest()}.json"
-    try:
-        return json.loads(cache.read_bytes())
-    except (OSError, ValueError):
-        pass
+    folder = _yaml_cache()
+    cache = folder / f"{hashlib.sha256(text).hexdigest()}.json"
+    cached = _read_private(folder, cache)
+    if cached is not None:
+        try:
+            return json.loads(cached)
+        except ValueError:
+            pass
     import yaml
 
     try:
@@ -174,8 +180,9 @@ def _load_yaml(text: bytes, path: Path) -> Any:
     try:
         encoded = json.dumps(raw, ensure_ascii=False, allow_nan=False)
         if json.loads(encoded) == raw:
-            cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write_atomic(cache, encoded, mode=0o600)
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if _private(folder):
+                write_atomic(cache, encoded, mode=0o600)
     except (TypeError, ValueError, OSError):
         pass  # not plain JSON, or nowhere to write: parse it every time
     return raw
@@ -186,6 +193,28 @@ def _yaml_cache() -> Path:
     if configured:
         return Path(configured)
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "piper-ops" / "yaml"
+
+
+def _private(path: Path, info: os.stat_result | None = None) -> bool:
+    """Return True when path (not a link) belongs to the current user and only they can write it."""
+    try:
+        info = info or os.lstat(path)
+    except OSError:
+        return False
+    return (hasattr(os, "geteuid") and info.st_uid == os.geteuid() and not stat.S_ISLNK(info.st_mode)
+            and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _read_private(folder: Path, file: Path) -> bytes | None:
+    """Return the file's bytes if it and its folder are private to the current user, else None."""
+    if not _private(folder):
+        return None
+    try:
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read() if _private(file, os.fstat(fd)) else None
 
 
 def _with_defaults(profile: Profile, path: Path, project: Project) -> Profile:

@@ -286,14 +286,20 @@ def export_user(profile: Profile, project: Project, username: str, keys: list[st
             return exported
     with user_data_connection(profile, project, acting_user=username) as conn:
         document, checksum = _export(conn, profile, username, keys)
-        with open(into, "wb") as handle:  # before the commit: no record of an export that was not written
+        with open(into, "wb") as handle:  # on disk before the commit: no record of an export that was not written
             handle.write(document)
+            handle.flush()
+            os.fsync(handle.fileno())
     return len(document), checksum
 
 
 def _export(conn: psycopg.Connection, profile: Profile, username: str, keys: list[str] | None,
             *, lock: bool = False) -> tuple[bytes, str]:
-    """Build and record the export inside the caller's transaction (optionally locking the row)."""
+    """Build and record the export inside the caller's transaction.
+
+    The row is locked (FOR SHARE, or FOR UPDATE with lock=True) until the transaction ends: nobody
+    changes or deletes the user between the check, the payload and the record.
+    """
     from psycopg.adapt import Loader
 
     class RawText(Loader):
@@ -301,7 +307,7 @@ def _export(conn: psycopg.Connection, profile: Profile, username: str, keys: lis
             return bytes(data)
 
     table = table_for(profile)
-    user_id = _user_row(conn, profile, username, "id", lock=lock)["id"]
+    user_id = _user_row(conn, profile, username, "id", lock=lock or "share")["id"]
     parameters = _export_parameters(username, keys)
     check = conn.execute(user_data.render_sql(user_data.export_check_sql(table)), parameters).fetchone()
     assert check is not None  # the check returns one row whatever it finds
@@ -309,7 +315,7 @@ def _export(conn: psycopg.Connection, profile: Profile, username: str, keys: lis
     if not has_keys:
         present = [k for (k,) in conn.execute(f"SELECT jsonb_object_keys(preferences) FROM {table} WHERE id = %s",
                                               (user_id,))]
-        missing = next(k for k in keys or [] if k not in present)
+        missing = next((k for k in keys or [] if k not in present), "?")
         raise UsageError(f"user {username!r} has no preference key {missing!r}; keys: {', '.join(sorted(present))}")
     with conn.cursor() as cur:
         cur.adapters.register_loader("text", RawText)
@@ -354,11 +360,16 @@ def _export_with_psql(profile: Profile, project: Project, username: str, keys: l
         return None
     variables = {**_export_parameters(username, keys), "environment": profile.name, "event": "export",
                  "actor": _actor(), "username_sha256": "", "source_environment": "", "source": ""}
+    table = table_for(profile)
     try:
         with cluster.psql_session(server, owner.dbname, owner.user, owner.password, variables=variables,
                                   options=f"-c {ACTING_USER_SETTING}={username}") as psql:
             psql.send("BEGIN ISOLATION LEVEL REPEATABLE READ;\n")  # one snapshot for the check and the payload
-            check = psql.query_row(user_data.export_check_sql(table_for(profile)))
+            # As the driver path: nobody changes or deletes the user until the export is recorded.
+            # (A change committed since the snapshot makes this fail; the driver path then takes over.)
+            if psql.query_row(f"SELECT 1 FROM {table} WHERE username = :'username' FOR SHARE") != [b"1"]:
+                return None
+            check = psql.query_row(user_data.export_check_sql(table))
             if check is None or len(check) != 4 or check[0] != profile.name.encode() or not check[2] or check[3] != b"t":
                 return None
             head = user_data.export_head(environment=profile.name, database=profile.database.name,
@@ -366,7 +377,7 @@ def _export_with_psql(profile: Profile, project: Project, username: str, keys: l
             psql.set("head", head.decode())
             if not psql.query_to_file(f"SELECT :'head', payload.* FROM ({_payload_sql(profile)}) AS payload", into):
                 return None
-            sealed = _seal_export(into, len(head))
+            sealed = _seal_export(into, head)
             if sealed is None:
                 return None
             psql.set("user_id", check[2].decode())
@@ -374,7 +385,7 @@ def _export_with_psql(profile: Profile, project: Project, username: str, keys: l
             psql.set("details", json.dumps({"keys": keys, "bytes": sealed[0]}, ensure_ascii=False))
             psql.send(_EVENT_SQL + ";\nCOMMIT;\n")
             failure = psql.finish()
-    except OSError as exc:  # psql could not start, or stopped half-way
+    except (OSError, ValueError) as exc:  # psql could not start or stopped half-way; a path it cannot take
         failure = str(exc)
     if failure is not None:
         log.debug("the export through psql did not finish (%s); exporting through the driver", failure)
@@ -382,19 +393,24 @@ def _export_with_psql(profile: Profile, project: Project, username: str, keys: l
     return sealed
 
 
-def _seal_export(path: Path, head_length: int) -> tuple[int, str] | None:
-    """Finish a document psql wrote (head, payload, newline): hash the payload, then put the checksum
-    in place of the newline. Return (size, checksum), or None if the file is not what psql should
-    have written. The file is read in pieces: megabytes of preferences never sit in memory."""
+def _seal_export(path: Path, head: bytes) -> tuple[int, str] | None:
+    """Finish a document psql wrote (head, payload, newline): hash the payload, put the checksum in
+    place of the newline, and flush it all to disk. Return (size, checksum), or None if the file is
+    not what psql should have written (psql does not report a failed write, so its start and its
+    end are checked). The file is read in pieces: megabytes of preferences never sit in memory."""
     digest = hashlib.sha256()
     with open(path, "r+b") as handle:
         size = handle.seek(0, os.SEEK_END)
-        handle.seek(size - 1 if size else 0)
-        if size < head_length + 2 or handle.read(1) != b"\n":
+        if size < len(head) + 3:
             return None
-        handle.seek(head_length)
+        handle.seek(size - 2)
+        if handle.read(2) != b"}\n":
+            return None
+        handle.seek(0)
+        if handle.read(len(head)) != head:
+            return None
         buffer = memoryview(bytearray(1 << 20))
-        remaining = size - 1 - head_length
+        remaining = size - 1 - len(head)
         while remaining:
             count = handle.readinto(buffer[:min(len(buffer), remaining)])
             if not count:
@@ -406,6 +422,8 @@ def _seal_export(path: Path, head_length: int) -> tuple[int, str] | None:
         handle.seek(size - 1)
         handle.write(tail)
         handle.truncate()
+        handle.flush()
+        os.fsync(handle.fileno())  # on disk before the export is recorded
     return size - 1 + len(tail), checksum
 
 
@@ -611,12 +629,15 @@ def record_event(conn: psycopg.Connection, profile: Profile, event: str, *, user
                   for k, v in values.items()})
 
 
-def _user_row(conn: psycopg.Connection, profile: Profile, username: str, columns: str, *, lock: bool = False) -> dict[str, Any]:
+def _user_row(conn: psycopg.Connection, profile: Profile, username: str, columns: str, *,
+              lock: bool | Literal["share"] = False) -> dict[str, Any]:
+    """Return the user's row (locked FOR UPDATE with lock=True, FOR SHARE with "share"); raise UserNotFound."""
     from psycopg import sql
     from psycopg.rows import dict_row
 
     table = table_for(profile)
-    query = sql.SQL("SELECT " + columns + " FROM {} WHERE username = %s" + (" FOR UPDATE" if lock else "")).format(
+    clause = {True: " FOR UPDATE", "share": " FOR SHARE"}.get(lock, "")
+    query = sql.SQL("SELECT " + columns + " FROM {} WHERE username = %s" + clause).format(
         sql.Identifier(table))
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(query, (username,)).fetchone()

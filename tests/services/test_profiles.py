@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import subprocess
 import sys
@@ -133,3 +134,22 @@ def test_profiles_are_cached_by_content_so_commands_skip_the_yaml_parser(tmp_pat
     with pytest.raises(ProfileError, match="'since' is unknown"):
         load_profile("alpha", project)
     assert {p.name for p in cache.glob("*.json")} == before
+
+
+def test_a_cache_someone_else_can_write_is_ignored(tmp_path: Path, monkeypatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PIPER_YAML_CACHE", str(cache))
+    data = _valid()
+    project = _write(tmp_path, "alpha", data)
+    load_profile("alpha", project)
+    (entry,) = cache.glob("*.json")
+    forged = json.loads(entry.read_text())
+    forged["database"]["port"] = 1
+    entry.write_text(json.dumps(forged))
+    entry.chmod(0o666)  # writable by anyone: not trusted, the YAML is read again and the entry replaced
+    assert load_profile("alpha", project).database.port == data["database"]["port"]
+    assert json.loads(entry.read_text()) == data and entry.stat().st_mode & 0o777 == 0o600
+    entry.write_text(json.dumps(forged))
+    cache.chmod(0o777)  # a folder others can write into: nothing in it is trusted, nothing written
+    assert load_profile("alpha", project).database.port == data["database"]["port"]
+    assert json.loads(entry.read_text()) == forged
