@@ -373,3 +373,25 @@ def test_an_export_into_a_pipe_closed_early_fails_with_one_line(alpha_env) -> No
     assert process.wait() == 1
     assert errors.splitlines() == ["error: standard output was closed before everything was written; "
                                    "redirect it to a file (> FILE) or pass --output FILE"]
+
+
+def test_an_export_racing_a_delete_waits_for_it_then_finds_no_user_and_records_nothing(alpha_env, tmp_path) -> None:
+    import time
+
+    profile, project = alpha_env
+    name = _new_user("xfer-race-delete")
+    _set_prefs(profile, project, name, HOSTILE)
+    out = tmp_path / "out.json"
+    with connection.connect(connection.target(profile, project, "owner")) as deleting:
+        deleting.execute("DELETE FROM alpha_users WHERE username = %s", (name,))  # not committed yet
+        export = subprocess.Popen([sys.executable, "scripts/export_user_data.py", "--username", name, "--env", "alpha",
+                                   "--output", str(out)], cwd=Path(__file__).resolve().parents[2], env=cli_env(project),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert export.poll() is None  # waiting on the row the delete holds
+        deleting.commit()
+    _, errors = export.communicate(timeout=120)
+    assert export.returncode == 2 and f"no user {name!r} in environment alpha" in errors
+    assert not out.exists()
+    with connection.connect(connection.target(profile, project, "owner")) as conn:
+        assert conn.execute("SELECT count(*) FROM user_data_events WHERE username = %s", (name,)).fetchone() == (0,)
