@@ -168,17 +168,16 @@ def load_personal_data(path: Path, username: str) -> PersonalDataFile:
 
 
 def export_check_sql(table: str) -> str:
-    """Return the SELECT that checks an export can go ahead; it returns one row whatever it finds.
+    """Return the SELECT that checks an export can go ahead: one row if the user exists, else none.
 
-    Columns: the database's environment stamp, its schema revision, the user's id (NULL when there
-    is no such user), and whether the user has every key asked for. Parameters as payload_sql's,
-    and :'stamp_key'.
+    Columns: the database's environment stamp, its schema revision, the user's id, and whether the
+    user has every key asked for. Parameters as payload_sql's, and :'stamp_key'.
     """
     return (
         "SELECT (SELECT value FROM public.piper_metadata WHERE key = :'stamp_key'), "
-        "(SELECT version_num FROM public.alembic_version), u.id, "
-        "(:'keys' = '' OR u.preferences ?& ARRAY(SELECT jsonb_array_elements_text(nullif(:'keys', '')::jsonb))) "
-        f"FROM (VALUES (1)) AS one LEFT JOIN {table} AS u ON u.username = :'username'"
+        "(SELECT version_num FROM public.alembic_version), id, "
+        "(:'keys' = '' OR preferences ?& ARRAY(SELECT jsonb_array_elements_text(nullif(:'keys', '')::jsonb))) "
+        f"FROM {table} WHERE username = :'username'"
     )
 
 

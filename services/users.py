@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -310,7 +311,7 @@ def _export(conn: psycopg.Connection, profile: Profile, username: str, keys: lis
     user_id = _user_row(conn, profile, username, "id", lock=lock or "share")["id"]
     parameters = _export_parameters(username, keys)
     check = conn.execute(user_data.render_sql(user_data.export_check_sql(table)), parameters).fetchone()
-    assert check is not None  # the check returns one row whatever it finds
+    assert check is not None  # the row was found (and locked) by _user_row in this transaction
     _, revision, _, has_keys = check
     if not has_keys:
         present = [k for (k,) in conn.execute(f"SELECT jsonb_object_keys(preferences) FROM {table} WHERE id = %s",
@@ -365,11 +366,9 @@ def _export_with_psql(profile: Profile, project: Project, username: str, keys: l
         with cluster.psql_session(server, owner.dbname, owner.user, owner.password, variables=variables,
                                   options=f"-c {ACTING_USER_SETTING}={username}") as psql:
             psql.send("BEGIN ISOLATION LEVEL REPEATABLE READ;\n")  # one snapshot for the check and the payload
-            # As the driver path: nobody changes or deletes the user until the export is recorded.
-            # (A change committed since the snapshot makes this fail; the driver path then takes over.)
-            if psql.query_row(f"SELECT 1 FROM {table} WHERE username = :'username' FOR SHARE") != [b"1"]:
-                return None
-            check = psql.query_row(user_data.export_check_sql(table))
+            # As the driver path, the row is locked: nobody changes or deletes the user until the export is
+            # recorded. (A change committed since the snapshot makes this fail; the driver path takes over.)
+            check = psql.query_row(user_data.export_check_sql(table) + " FOR SHARE")
             if check is None or len(check) != 4 or check[0] != profile.name.encode() or not check[2] or check[3] != b"t":
                 return None
             head = user_data.export_head(environment=profile.name, database=profile.database.name,
@@ -409,22 +408,38 @@ def _seal_export(path: Path, head: bytes) -> tuple[int, str] | None:
         handle.seek(0)
         if handle.read(len(head)) != head:
             return None
-        buffer = memoryview(bytearray(1 << 20))
-        remaining = size - 1 - len(head)
-        while remaining:
-            count = handle.readinto(buffer[:min(len(buffer), remaining)])
-            if not count:
-                return None
-            digest.update(buffer[:count])
-            remaining -= count
+        # The disk writes what psql wrote while the payload is read back from memory and hashed.
+        failed: list[OSError] = []
+        flushing = threading.Thread(target=_fsync_into, args=(handle.fileno(), failed))
+        flushing.start()
+        try:
+            buffer = memoryview(bytearray(1 << 20))
+            remaining = size - 1 - len(head)
+            while remaining:
+                count = handle.readinto(buffer[:min(len(buffer), remaining)])
+                if not count:
+                    return None
+                digest.update(buffer[:count])
+                remaining -= count
+        finally:
+            flushing.join()
+        if failed:
+            raise failed[0]  # the disk refused what psql wrote (a later fsync might not say so again)
         checksum = digest.hexdigest()
         tail = user_data.export_tail(checksum)
         handle.seek(size - 1)
         handle.write(tail)
         handle.truncate()
         handle.flush()
-        os.fsync(handle.fileno())  # on disk before the export is recorded
+        os.fsync(handle.fileno())  # all of it on disk before the export is recorded
     return size - 1 + len(tail), checksum
+
+
+def _fsync_into(fd: int, failed: list[OSError]) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        failed.append(exc)
 
 
 def plan_import(profile: Profile, project: Project, raw: bytes, origin: str, username: str, email: str | None,
