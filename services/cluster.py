@@ -35,6 +35,8 @@ SUPERUSER = "piper_admin"
 #: In a cluster copied from the template: the throwaway superuser password, until setup replaces it.
 INITIAL_PASSWORD_FILE = "piper-initial-password"
 _TEMPLATE_FORMAT = "piper-template-1"
+#: A template cluster no setup has copied for this long is removed when another one is made.
+TEMPLATE_UNUSED_DAYS = 30
 SERVER_LOG = "piper-server.log"
 CONFIG_FILE = "piper.conf"
 _SOCKET_DIR = "sockets"
@@ -182,11 +184,41 @@ def _template(server: Server) -> Path:
 
     base = _template_root(server) / _template_signature(server)
     if (base / ".complete").exists():
+        _mark_used(base)
         return base / "data"
     with FileLock(str(base) + ".lock", timeout=600):
         if not (base / ".complete").exists():
             _make_template(server, base)
+            _prune_templates(base)
     return base / "data"
+
+
+def _mark_used(base: Path) -> None:
+    try:
+        os.utime(base / ".complete")
+    except OSError:
+        pass  # a template someone else made and we cannot touch: it is pruned a little early, if ever
+
+
+def _prune_templates(keep: Path) -> None:
+    """Remove the templates beside keep that no setup has used for TEMPLATE_UNUSED_DAYS.
+
+    A template is about 40 MB, one per build of PostgreSQL; builds come and go with upgrades.
+    """
+    from filelock import FileLock, Timeout
+
+    cutoff = time.time() - TEMPLATE_UNUSED_DAYS * 86400
+    for marker in keep.parent.glob("*/.complete"):
+        base = marker.parent
+        if base == keep:
+            continue
+        try:
+            with FileLock(str(base) + ".lock", timeout=0):
+                if marker.stat().st_mtime < cutoff:
+                    shutil.rmtree(base, ignore_errors=True)
+                    log.info("removed template cluster %s, unused for %d days", base, TEMPLATE_UNUSED_DAYS)
+        except (Timeout, OSError):
+            continue  # in use right now, or not ours to remove
 
 
 def _make_template(server: Server, base: Path) -> None:
@@ -239,10 +271,16 @@ def _template_root(server: Server) -> Path:
 
 
 def _template_signature(server: Server) -> str:
-    # A template belongs to one set of binaries (path, size, time) and one way of making it.
-    postgres = os.stat(server.bin_dir / "postgres")
-    key = f"{_TEMPLATE_FORMAT}:{server.bin_dir.resolve()}:{postgres.st_size}:{postgres.st_mtime_ns}"
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
+    """A template belongs to one build of PostgreSQL and one way of making it.
+
+    The build is known by its `postgres` executable's content, not its path: every clone and
+    virtualenv of a project installs the same wheel somewhere else, and they all share one template.
+    """
+    digest = hashlib.sha256(_TEMPLATE_FORMAT.encode())
+    with open(server.bin_dir / "postgres", "rb") as executable:
+        for block in iter(lambda: executable.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def _stop_processes_using(staging: Path) -> None:

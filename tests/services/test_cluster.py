@@ -239,3 +239,28 @@ def test_a_psql_session_passes_any_text_intact_and_stops_at_the_first_error(alph
         assert psql.query_row("SELECT no_such_column FROM pg_class") is None  # ON_ERROR_STOP: psql ends here
         failure = psql.finish()
     assert failure is not None and "no_such_column" in failure
+
+
+def test_clones_share_one_template_and_unused_templates_are_pruned(alpha_env, tmp_path) -> None:
+    import dataclasses
+    import shutil as sh
+
+    profile, project = alpha_env
+    server = cluster.locate(profile, project)
+    elsewhere = tmp_path / "other-venv" / "bin"  # the same build installed somewhere else
+    elsewhere.mkdir(parents=True)
+    sh.copy2(server.bin_dir / "postgres", elsewhere / "postgres")
+    moved = dataclasses.replace(server, bin_dir=elsewhere)
+    assert cluster._template_signature(moved) == cluster._template_signature(server)
+    (elsewhere / "postgres").write_bytes((server.bin_dir / "postgres").read_bytes() + b"\0")  # another build
+    assert cluster._template_signature(dataclasses.replace(server, bin_dir=elsewhere)) != cluster._template_signature(server)
+
+    root = tmp_path / "templates"
+    for name, age_days in (("current", 400), ("stale", cluster.TEMPLATE_UNUSED_DAYS + 1), ("recent", 1)):
+        (root / name / "data").mkdir(parents=True)
+        marker = root / name / ".complete"
+        marker.write_text("piper-template-1")
+        when = time.time() - age_days * 86400
+        os.utime(marker, (when, when))
+    cluster._prune_templates(root / "current")
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["current", "recent"]
