@@ -13,9 +13,20 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
 
-from invoke import Exit, task
+from invoke import Exit
+from invoke import task as invoke_task
 
 T = TypeVar("T")
+
+
+def task(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """invoke's @task, with long flags only.
+
+    Its automatic one-letter flags meant different things in different tasks (-d was --debug in
+    one, --data-file in another) and ran out of letters (import-user's --dry-run became `-`).
+    """
+    return invoke_task(auto_shortflags=False, **options)
+
 
 ENV_HELP = "environment to act on (default: $PIPER_ENV, then PIPER_ENV in .env)"
 DEBUG_HELP = "show tracebacks and debug logging"

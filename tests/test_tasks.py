@@ -153,3 +153,14 @@ def test_task_help_after_the_task_name_and_a_missing_required_flag(project: Proj
     missing = run_cli([*INVOKE, task, "--env", "alpha"], project)
     assert missing.returncode == 2
     assert missing.stderr.splitlines()[-1].startswith("error: the following arguments are required: " + flag)
+
+
+def test_every_task_takes_long_flags_only(project: Project) -> None:
+    import re
+
+    for task in TASKS:
+        shown = run_cli([*INVOKE, "--help", task], project)
+        assert shown.returncode == 0, shown.stderr
+        options = shown.stdout.split("Options:", 1)[1]
+        flags = re.findall(r"^\s+(-\S+)", options, re.MULTILINE)
+        assert flags and all(flag.startswith("--") for flag in flags), (task, flags)
