@@ -14,7 +14,6 @@ import argparse
 import gc
 import getpass
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a command
@@ -23,15 +22,7 @@ if __package__ in (None, ""):  # run as a command
 
 from scripts import _cli  # noqa: E402
 from services import invitations  # noqa: E402
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Set the password for the invitation's user; return the exit code."""
-    cli = _cli.parser("Set your production password with an invitation token.")
-    cli.add_argument("--token", help="the token from the invitation email (default: asked, or read from standard "
-                                     "input); giving it here makes it visible to other processes")
-    cli.add_argument("--password-stdin", action="store_true", help="read the password from standard input (first line)")
-    return _cli.run(cli, argv, _accept)
+from services.errors import UsageError  # noqa: E402
 
 
 def _accept(args: argparse.Namespace) -> int:
@@ -48,12 +39,28 @@ def _accept(args: argparse.Namespace) -> int:
     elif sys.stdin.isatty():
         password = getpass.getpass("New password: ")
         if getpass.getpass("Repeat it: ") != password:
-            raise _cli.UsageError("the two passwords differ; nothing was changed")
+            raise UsageError("the two passwords differ; nothing was changed")
     else:
-        raise _cli.UsageError("no terminal to ask for the password; pass --password-stdin and pipe it in")
+        raise UsageError("no terminal to ask for the password; pass --password-stdin and pipe it in")
     accepted = invitations.accept_invitation(profile, project, token, password)
     print(f"password set for {accepted.username} in {profile.name}; the invitation is now used up")
     return 0
+
+
+COMMAND = _cli.Command(
+    name="accept-invitation", script="accept_invitation", run=_accept,
+    summary="Set your production password with an invitation token (same as scripts/accept_invitation.py).",
+    flags=(
+        _cli.Flag("token", "the token from the invitation email (default: asked, or read from standard input); "
+                           "giving it here makes it visible to other processes"),
+        _cli.Flag("password_stdin", "read the password from standard input (first line)", switch=True),
+    ),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Set the password for the invitation's user; return the exit code."""
+    return COMMAND.main(argv)
 
 
 if __name__ == "__main__":

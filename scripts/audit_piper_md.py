@@ -9,7 +9,6 @@ import argparse
 import gc
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a command
@@ -20,24 +19,6 @@ from scripts import _cli  # noqa: E402
 from services import audit  # noqa: E402
 from services.errors import AuditError, PiperError  # noqa: E402
 from services.project import current_project  # noqa: E402
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the audit and print its findings (redacted); return 0 clean, 1 findings, 2 could not run."""
-    cli = _cli.parser("Audit config/PIPER.md and its backups for personal data (rules from every profile).")
-    cli.add_argument("paths", nargs="*", metavar="PATH", help="files to scan instead of PIPER.md and its backups")
-    scope = cli.add_mutually_exclusive_group()
-    scope.add_argument("--history", action="store_true",
-                       help="scan every past version of PIPER.md and its backups in git history (with --all: every file)")
-    scope.add_argument("--staged", action="store_true",
-                       help="scan the staged content of PIPER.md and its backups (with --all: every staged file)")
-    cli.add_argument("--all", action="store_true", help="scan every git-tracked text file (except the profiles defining the rules)")
-    cli.add_argument("--format", choices=("text", "json", "sarif"), default="text", help="output format (default: text)")
-    cli.add_argument("--workers", type=_positive, metavar="N",
-                     help="processes to scan with (default: one per available core; small audits use one)")
-    cli.add_argument("--allowlist", metavar="FILE",
-                     help=f"accepted findings, by rule and sha256 (default: {audit.ALLOWLIST_PATH} in the project)")
-    return _cli.run(cli, argv, _audit)
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -70,12 +51,6 @@ def _audit(args: argparse.Namespace) -> int:
     return 0 if report.clean else 1
 
 
-def _positive(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
-    return int(value)
-
-
 def _print_text(report: audit.AuditReport) -> None:
     for f in report.findings:
         print(f"{f.path}:{f.line}:{f.column}: {f.rule} ({f.kind}) {f.redacted} sha256:{f.sha256}")
@@ -87,6 +62,31 @@ def _print_text(report: audit.AuditReport) -> None:
     else:
         print(f"audit: {len(report.findings)} finding(s) of personal data in {files} file(s) scanned{extra}; "
               f"remove them, or accept one in {audit.ALLOWLIST_PATH} by rule and sha256 (see docs/PIPER_MD.md)")
+
+
+COMMAND = _cli.Command(
+    name="audit-piper-md", script="audit_piper_md", run=_audit,
+    summary="Audit config/PIPER.md and its backups for personal data: exit 0 clean, 1 found, 2 could not run.",
+    flags=(
+        _cli.Flag("paths", "files to scan instead of PIPER.md and its backups", positional=True, metavar="PATH"),
+        _cli.Flag("history", "scan every past version of PIPER.md and its backups in git history (with --all: every file)",
+                  switch=True, exclusive="scope"),
+        _cli.Flag("staged", "scan the staged content of PIPER.md and its backups, as the pre-commit hook does "
+                            "(with --all: every staged file)", switch=True, exclusive="scope"),
+        _cli.Flag("all", "scan every git-tracked text file (except the profiles defining the rules)", switch=True),
+        _cli.Flag("format", "output format (default: text)", choices=("text", "json", "sarif"), default="text"),
+        _cli.Flag("workers", "processes to scan with (default: one per available core; small audits use one)",
+                  parse=_cli.positive_int, metavar="N"),
+        _cli.Flag("allowlist", f"accepted findings, by rule and sha256 (default: {audit.ALLOWLIST_PATH} in the project)",
+                  metavar="FILE"),
+    ),
+    env_help="accepted for symmetry with every command; the audit's rules come from every profile",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the audit and print its findings (redacted); return 0 clean, 1 findings, 2 could not run."""
+    return COMMAND.main(argv)
 
 
 if __name__ == "__main__":

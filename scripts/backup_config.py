@@ -1,4 +1,4 @@
-"""Back up config/PIPER.md as config/PIPER.md.backup-YYYYMMDD, then rotate by the profile's policy.
+"""Back up config/PIPER.md as config/PIPER.md.backup-YYYYMMDD, then rotate old backups.
 
     python scripts/backup_config.py [--dry-run] [--list] [--private] [--env NAME]
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a command
@@ -17,46 +16,25 @@ if __package__ in (None, ""):  # run as a command
 
 from scripts import _cli  # noqa: E402
 from services import config_backups  # noqa: E402
-from services.errors import UsageError  # noqa: E402
-from services.profiles import Rotation, load_profile, profile_names  # noqa: E402
-from services.project import Project, current_project, select_environment  # noqa: E402
+from services.profiles import Rotation  # noqa: E402
+from services.project import Project, current_project  # noqa: E402
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Take (or list) dated backups of config/PIPER.md; return the exit code."""
-    cli = _cli.parser("Back up config/PIPER.md with a dated name and rotate old backups.")
-    cli.add_argument("--dry-run", action="store_true", help="show what would be written and removed; change nothing")
-    cli.add_argument("--list", action="store_true", help="list the backups with their dates and sizes")
-    cli.add_argument("--private", action="store_true",
-                     help=f"write the backup to {config_backups.PRIVATE_DIR}/ (git-ignored), e.g. when the audit flags it")
-    return _cli.run(cli, argv, _backup)
-
-
-def rotation_policy(env: str | None, project: Project) -> tuple[Rotation, str]:
-    """Return the selected environment's rotation policy, or the default when none is selected."""
-    try:
-        name = select_environment(env, project, profile_names(project))
-    except UsageError:
-        return config_backups.DEFAULT_ROTATION, "default, no environment selected"
-    return load_profile(name, project).backups, f"profile {name}"
-
-
-def describe(policy: Rotation, origin: str) -> str:
-    return f"keep_last={policy.keep_last}, keep_daily={policy.keep_daily}, keep_weekly={policy.keep_weekly} ({origin})"
+#: The --env flag of backup-config and restore-config: PIPER.md is shared, only the policy is the environment's.
+POLICY_ENV_HELP = "environment whose rotation policy to use (default: $PIPER_ENV, .env, else the built-in default)"
 
 
 def _backup(args: argparse.Namespace) -> int:
     project = current_project()
     if args.list:
         return _list(project)
-    policy, origin = rotation_policy(args.env, project)
+    policy, origin = config_backups.rotation_policy(project, args.env)
     result = config_backups.backup_config(project, policy, dry_run=args.dry_run, private=args.private)
     print_result(result, project, policy, origin)
     return 0
 
 
 def print_result(result: config_backups.BackupResult, project: Project, policy: Rotation, origin: str) -> None:
-    """Render a BackupResult: what was (or would be) written and removed."""
+    """Render a BackupResult: what was (or would be) written and removed (restore-config prints its safety copy so too)."""
     would = "would " if result.dry_run else ""
     if result.created is not None:
         verb = "back up" if result.dry_run else "backed up"
@@ -66,7 +44,7 @@ def print_result(result: config_backups.BackupResult, project: Project, policy: 
                   f"{config_backups.PRIVATE_DIR}/")
     elif result.identical_to is not None:
         print(f"config/PIPER.md is identical to {_rel(result.identical_to.path, project)}; no new backup")
-    print(f"rotation: {describe(policy, origin)}")
+    print(f"rotation: {policy.describe()} ({origin})")
     gone = result.rotation.drop if result.dry_run else result.removed
     for item in gone:
         path = item.path if hasattr(item, "path") else item
@@ -94,6 +72,24 @@ def _rel(path: Path, project: Project) -> str:
         return str(path.relative_to(project.root))
     except ValueError:
         return str(path)
+
+
+COMMAND = _cli.Command(
+    name="backup-config", script="backup_config", run=_backup,
+    summary="Back up config/PIPER.md as PIPER.md.backup-YYYYMMDD and rotate old backups.",
+    flags=(
+        _cli.Flag("dry_run", "show what would be written and removed; change nothing", switch=True),
+        _cli.Flag("list", "list the backups with their dates and sizes", switch=True),
+        _cli.Flag("private", f"write the backup to {config_backups.PRIVATE_DIR}/ (git-ignored), e.g. when the audit "
+                             "flags it", switch=True),
+    ),
+    env_help=POLICY_ENV_HELP,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Take (or list) dated backups of config/PIPER.md; return the exit code."""
+    return COMMAND.main(argv)
 
 
 if __name__ == "__main__":

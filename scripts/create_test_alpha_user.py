@@ -1,6 +1,9 @@
-"""Create a user in the selected environment's alpha_users (idempotent).
+"""Create a user in the selected environment (idempotent); `invoke create-user` is the same command.
 
     python scripts/create_test_alpha_user.py --username alfy [--email alfy@example.invalid] [--env alpha]
+
+The ADR named this script for alpha testers; it serves every environment: local ones keep users in
+`alpha_users`, hosted production in `users`.
 """
 
 from __future__ import annotations
@@ -8,7 +11,6 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a command
@@ -19,15 +21,6 @@ from scripts import _cli  # noqa: E402
 from services import users  # noqa: E402
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Create the user, or say it already exists; return the exit code."""
-    cli = _cli.parser("Create a user in the environment's alpha_users table.")
-    cli.add_argument("--username", required=True, help="the user's login name (lower-case)")
-    cli.add_argument("--email", help="the user's email (default: USERNAME@example.invalid)")
-    cli.add_argument("--display-name", help="the name shown to people")
-    return _cli.run(cli, argv, _create)
-
-
 def _create(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     result = users.create_user(profile, project, args.username, args.email, args.display_name)
@@ -36,6 +29,22 @@ def _create(args: argparse.Namespace) -> int:
     else:
         print(f"user {result.username} already exists in {profile.name}: id {result.id}; nothing changed")
     return 0
+
+
+COMMAND = _cli.Command(
+    name="create-user", script="create_test_alpha_user", run=_create,
+    summary="Create a user in an environment (same as scripts/create_test_alpha_user.py).",
+    flags=(
+        _cli.Flag("username", "the user's login name (lower-case)", required=True),
+        _cli.Flag("email", "the user's email (default: USERNAME@example.invalid)"),
+        _cli.Flag("display_name", "the name shown to people"),
+    ),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Create the user, or say it already exists; return the exit code."""
+    return COMMAND.main(argv)
 
 
 if __name__ == "__main__":

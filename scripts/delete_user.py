@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a command
@@ -22,14 +21,6 @@ from scripts import _cli  # noqa: E402
 from services import users  # noqa: E402
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Delete the user after confirmation; return the exit code."""
-    cli = _cli.parser("Delete a user and all their data (exported first to private/deleted-users/).")
-    cli.add_argument("--username", required=True, help="the user to delete")
-    cli.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    return _cli.run(cli, argv, _delete)
-
-
 def _delete(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     users.find_user_id(profile, project, args.username)  # an unknown user fails before the question
@@ -38,6 +29,21 @@ def _delete(args: argparse.Namespace) -> int:
     print(f"deleted {args.username} from {profile.name}; their data was exported first to {path} "
           f"(sha256 {checksum[:12]}); import that file to undo")
     return 0
+
+
+COMMAND = _cli.Command(
+    name="delete-user", script="delete_user", run=_delete,
+    summary="Delete a user and all their data, exported first to private/deleted-users/ (same as scripts/delete_user.py).",
+    flags=(
+        _cli.Flag("username", "the user to delete", required=True),
+        _cli.Flag("yes", "do not ask for confirmation", switch=True),
+    ),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Delete the user after confirmation; return the exit code."""
+    return COMMAND.main(argv)
 
 
 if __name__ == "__main__":

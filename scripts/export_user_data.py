@@ -14,7 +14,6 @@ import gc
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a command
@@ -23,30 +22,22 @@ if __package__ in (None, ""):  # run as a command
 
 from scripts import _cli  # noqa: E402
 from services import users  # noqa: E402
+from services.errors import UsageError  # noqa: E402
 from services.files import atomic_file  # noqa: E402
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write the user's export document; return the exit code."""
-    cli = _cli.parser("Export one user's profile and preferences as a checksummed JSON document.")
-    cli.add_argument("--username", required=True, help="the user to export")
-    cli.add_argument("--keys", help="comma-separated top-level preference keys to export (default: all)")
-    cli.add_argument("--output", type=Path, help="write to this file (mode 0600) instead of standard output")
-    return _cli.run(cli, argv, _export)
 
 
 def _export(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     keys = [k.strip() for k in args.keys.split(",") if k.strip()] if args.keys else None
     if args.keys is not None and not keys:
-        raise _cli.UsageError("--keys names no key; pass e.g. --keys tone,projects")
+        raise UsageError("--keys names no key; pass e.g. --keys tone,projects")
     if args.output is None and sys.stdout.isatty():
-        raise _cli.UsageError("the export holds personal data; redirect it to a file (> FILE) or pass --output FILE")
+        raise UsageError("the export holds personal data; redirect it to a file (> FILE) or pass --output FILE")
     if args.output is not None:
         if not args.output.absolute().parent.is_dir():
-            raise _cli.UsageError(f"{args.output.absolute().parent} is not a directory; create it or pass another --output")
+            raise UsageError(f"{args.output.absolute().parent} is not a directory; create it or pass another --output")
         if args.output.is_dir():
-            raise _cli.UsageError(f"{args.output} is a directory; name the file, e.g. --output {args.output / (args.username + '.json')}")
+            raise UsageError(f"{args.output} is a directory; name the file, e.g. --output {args.output / (args.username + '.json')}")
         with atomic_file(args.output, mode=0o600) as partial:
             size, checksum = users.export_user(profile, project, args.username, keys, into=partial)
         where = str(args.output)
@@ -62,6 +53,22 @@ def _export(args: argparse.Namespace) -> int:
     print(f"exported {args.username} from {profile.name} to {where} ({size} bytes, sha256 {checksum})",
           file=sys.stderr)
     return 0
+
+
+COMMAND = _cli.Command(
+    name="export-user", script="export_user_data", run=_export,
+    summary="Export one user's profile and preferences as checksummed JSON (same as scripts/export_user_data.py).",
+    flags=(
+        _cli.Flag("username", "the user to export", required=True),
+        _cli.Flag("keys", "comma-separated top-level preference keys to export (default: all)"),
+        _cli.Flag("output", "write to this file (mode 0600) instead of standard output", parse=Path, metavar="FILE"),
+    ),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the user's export document; return the exit code."""
+    return COMMAND.main(argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a command
@@ -22,6 +21,7 @@ if __package__ in (None, ""):  # run as a command
 
 from scripts import _cli  # noqa: E402
 from services import user_data, users  # noqa: E402
+from services.errors import UsageError  # noqa: E402
 
 _ACTIONS = {
     "create": "create user {username} ({email})",
@@ -30,20 +30,6 @@ _ACTIONS = {
     "merge": "merge the file into {username}'s data (the file wins where both hold a value)",
     "replace": "replace {username}'s data with the file's",
 }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Import the document after confirmation; return the exit code."""
-    cli = _cli.parser("Import a user's exported data into the selected environment.")
-    cli.add_argument("--username", required=True, help="the user to import (must match the document)")
-    cli.add_argument("--email", help="the user's email in this environment (default: the document's)")
-    cli.add_argument("--data", required=True, help="the export document, or - for standard input")
-    mode = cli.add_mutually_exclusive_group()
-    mode.add_argument("--merge", action="store_true", help="on conflict, deep-merge the file into the existing data")
-    mode.add_argument("--replace", action="store_true", help="on conflict, replace the existing data with the file's")
-    cli.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    cli.add_argument("--dry-run", action="store_true", help="only show what would change")
-    return _cli.run(cli, argv, _import)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -89,9 +75,29 @@ def _read(data: str) -> tuple[bytes, str]:
     try:
         return Path(data).read_bytes(), data
     except FileNotFoundError:
-        raise _cli.UsageError(f"{data} does not exist; pass the file written by export_user_data.py") from None
+        raise UsageError(f"{data} does not exist; pass the file written by export_user_data.py") from None
     except OSError as exc:
-        raise _cli.UsageError(f"{data} cannot be read ({exc.strerror}); check the path") from None
+        raise UsageError(f"{data} cannot be read ({exc.strerror}); check the path") from None
+
+
+COMMAND = _cli.Command(
+    name="import-user", script="import_user_data", run=_import,
+    summary="Import a user's exported data into the selected environment, with consent (same as scripts/import_user_data.py).",
+    flags=(
+        _cli.Flag("username", "the user to import (must match the document)", required=True),
+        _cli.Flag("email", "the user's email in this environment (default: the document's)"),
+        _cli.Flag("data", "the export document, or - for standard input", required=True, metavar="FILE"),
+        _cli.Flag("merge", "on conflict, deep-merge the file into the existing data", switch=True, exclusive="mode"),
+        _cli.Flag("replace", "on conflict, replace the existing data with the file's", switch=True, exclusive="mode"),
+        _cli.Flag("yes", "do not ask for confirmation", switch=True),
+        _cli.Flag("dry_run", "only show what would change", switch=True),
+    ),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Import the document after confirmation; return the exit code."""
+    return COMMAND.main(argv)
 
 
 if __name__ == "__main__":

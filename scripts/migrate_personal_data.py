@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a command
@@ -21,16 +20,6 @@ if __package__ in (None, ""):  # run as a command
 
 from scripts import _cli  # noqa: E402
 from services import users  # noqa: E402
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Migrate (or verify) one user's personal data; return the exit code."""
-    cli = _cli.parser("Deep-merge a personal-data file into a user's preferences, in one transaction.")
-    cli.add_argument("--username", required=True, help="the user whose data this is")
-    cli.add_argument("--data-file", type=Path, help="personal-data JSON file (default: the profile's personal_data.data_file)")
-    cli.add_argument("--skip-migration", action="store_true", help="only verify that the user exists and print its id")
-    cli.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
-    return _cli.run(cli, argv, _migrate)
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -50,6 +39,24 @@ def _migrate(args: argparse.Namespace) -> int:
     elif result.applied:
         print(f"migrated {result.source} into {args.username} in {profile.name} ({summary}); sha256 {result.checksum}")
     return 0
+
+
+COMMAND = _cli.Command(
+    name="migrate-personal-data", script="migrate_personal_data", run=_migrate,
+    summary="Deep-merge a personal-data file into a user's preferences, in one transaction (same as scripts/migrate_personal_data.py).",
+    flags=(
+        _cli.Flag("username", "the user whose data this is", required=True),
+        _cli.Flag("data_file", "personal-data JSON file (default: the profile's personal_data.data_file)", parse=Path,
+                  metavar="FILE"),
+        _cli.Flag("skip_migration", "only verify that the user exists and print its id", switch=True),
+        _cli.Flag("dry_run", "show what would change; write nothing", switch=True),
+    ),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Migrate (or verify) one user's personal data; return the exit code."""
+    return COMMAND.main(argv)
 
 
 if __name__ == "__main__":

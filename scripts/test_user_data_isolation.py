@@ -1,10 +1,12 @@
 """Verify data isolation in the selected environment (ADR-040); exit 0 only when every check holds.
 
-    python scripts/test_user_data_isolation.py [--env alpha]
+    python scripts/test_user_data_isolation.py [--env alpha]      # or: invoke verify-isolation
 
-Checks: PIPER.md holds no personal data; each user's context holds only that user's data;
-row-level security keeps one user's session out of another's row; the database is stamped as this
-environment and no other profile points at it; the server and files are private.
+Not a test module: the ADR gave this check its name. It is the `verify-isolation` command, run
+against a real environment. Checks: PIPER.md holds no personal data; each user's context holds
+only that user's data; row-level security keeps one user's session out of another's row; the
+database is stamped as this environment and no other profile points at it; the server and files
+are private.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a command
@@ -22,11 +23,7 @@ if __package__ in (None, ""):  # run as a command
 from scripts import _cli  # noqa: E402
 from services import isolation  # noqa: E402
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the isolation checks and print each result; return 0 only when all hold."""
-    cli = _cli.parser("Verify that users and environments are isolated from one another.")
-    return _cli.run(cli, argv, _verify)
+__test__ = False  # pytest: this module is a command, not a test
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -40,6 +37,17 @@ def _verify(args: argparse.Namespace) -> int:
         return 1
     print(f"isolation holds in {profile.name} ({len(results)} checks)")
     return 0
+
+
+COMMAND = _cli.Command(
+    name="verify-isolation", script="test_user_data_isolation", run=_verify,
+    summary="Check that users and environments are isolated: exit 0 only when all checks hold.",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the isolation checks and print each result; return 0 only when all hold."""
+    return COMMAND.main(argv)
 
 
 if __name__ == "__main__":

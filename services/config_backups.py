@@ -20,8 +20,8 @@ from pathlib import Path
 from services import audit
 from services.errors import PersonalDataRefused, PiperError, UsageError
 from services.files import fsync_directory, write_atomic
-from services.profiles import Rotation
-from services.project import Project
+from services.profiles import Rotation, load_profile, profile_names
+from services.project import Project, select_environment
 from services.rotation import RotationPlan, plan_rotation
 
 BACKUP_NAME = re.compile(r"^PIPER\.md\.backup-(\d{8})(?:-(\d{6}))?$")
@@ -64,6 +64,18 @@ class RestoreResult:
     restored_from: Backup
     changed: bool
     backup_of_current: BackupResult | None
+
+
+def rotation_policy(project: Project, env: str | None) -> tuple[Rotation, str]:
+    """Return the rotation policy for PIPER.md backups and where it came from.
+
+    That is the selected environment's `backups:` policy, or the default when none is selected.
+    """
+    try:
+        name = select_environment(env, project, profile_names(project))
+    except UsageError:
+        return DEFAULT_ROTATION, "default, no environment selected"
+    return load_profile(name, project).backups, f"profile {name}"
 
 
 def list_backups(project: Project, *, private: bool = False) -> list[Backup]:

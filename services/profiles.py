@@ -77,6 +77,10 @@ class Rotation:
     keep_daily: int = 7
     keep_weekly: int = 4
 
+    def describe(self) -> str:
+        """Return the policy in the words of the profile: keep_last=N, keep_daily=N, keep_weekly=N."""
+        return f"keep_last={self.keep_last}, keep_daily={self.keep_daily}, keep_weekly={self.keep_weekly}"
+
 
 @dataclass(frozen=True)
 class AuditTerm:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -164,3 +165,56 @@ def test_every_task_takes_long_flags_only(project: Project) -> None:
         options = shown.stdout.split("Options:", 1)[1]
         flags = re.findall(r"^\s+(-\S+)", options, re.MULTILINE)
         assert flags and all(flag.startswith("--") for flag in flags), (task, flags)
+
+
+@pytest.mark.parametrize(("task", "script", "argv", "message"), [
+    ("create-user", "create_test_alpha_user", ["--usernme", "x"],
+     "error: unknown option --usernme (did you mean --username?); see --help"),
+    ("import-user", "import_user_data", ["--username", "x", "--data", "-", "--merge", "--replace"],
+     "error: argument --replace: not allowed with argument --merge; see --help"),
+    ("audit-piper-md", "audit_piper_md", ["--format", "xml"],
+     "error: argument --format: invalid choice: 'xml' (choose from 'text', 'json', 'sarif'); see --help"),
+    ("audit-piper-md", "audit_piper_md", ["--workers", "0"],
+     "error: argument --workers: '0' is not a whole number of at least 1; see --help"),
+    ("export-user", "export_user_data", ["--env"], "error: argument --env: expected one argument; see --help"),
+])
+def test_both_doors_refuse_bad_flags_with_the_same_line_and_exit_2(project: Project, task: str, script: str,
+                                                                  argv: list[str], message: str) -> None:
+    for door in ([*INVOKE, task], [sys.executable, f"scripts/{script}.py"]):
+        result = run_cli([*door, *argv], project)
+        assert (result.returncode, result.stderr, result.stdout) == (2, message + "\n", ""), door
+
+
+def test_an_unknown_task_names_the_closest_one(project: Project) -> None:
+    result = run_cli([*INVOKE, "stup", "--env", "alpha"], project)
+    assert result.returncode == 2
+    assert result.stderr == "error: unknown command 'stup' (did you mean setup?); see `invoke --list`\n"
+
+
+def test_a_task_whose_output_is_closed_early_says_so_in_one_line(project: Project) -> None:
+    # status, like every task, has the scripts' edge: a reader that goes away is one line, exit 1.
+    process = subprocess.Popen([*INVOKE, "status", "--json"], cwd=REPO, env=cli_env(project), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert err.strip().splitlines() == ["error: standard output was closed before everything was written; "
+                                        "redirect it to a file (> FILE) or pass --output FILE"]
+
+
+def test_sigterm_unwinds_a_task_like_a_script(alpha_env) -> None:
+    import signal
+    import time
+
+    # import-user reading its document from standard input waits there; SIGTERM unwinds it
+    # (exit 128 + 15, no traceback) instead of killing it where it stands.
+    _, project = alpha_env
+    process = subprocess.Popen([*INVOKE, "import-user", "--env", "alpha", "--username", "alfy", "--data", "-"], cwd=REPO,
+                               env=cli_env(project), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    time.sleep(1.5)  # past start-up, into the read
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and out == ""

@@ -1,0 +1,58 @@
+"""The allowlist: findings accepted by rule id and the sha256 of the match, never by its text."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.audit.targets import label_path
+from services.errors import AuditError
+
+#: Where accepted findings are listed (in git): rule id + sha256 of the match, never the text.
+ALLOWLIST_PATH = "config/audit-allowlist.yaml"
+
+
+@dataclass(frozen=True)
+class AllowEntry:
+    """One accepted finding: a rule id and the sha256 of the match, in any path or those matching paths."""
+
+    rule: str
+    sha256: str
+    paths: tuple[str, ...] = ()
+    reason: str = ""
+
+    def covers(self, rule: str, digest: str, path: str) -> bool:
+        if rule != self.rule or digest != self.sha256:
+            return False
+        plain = label_path(path)
+        return not self.paths or any(fnmatch.fnmatch(plain, pattern) for pattern in self.paths)
+
+
+def load_allowlist(path: Path) -> tuple[AllowEntry, ...]:
+    """Return the accepted findings listed in path; a missing file is an empty list."""
+    import yaml
+
+    if not path.exists():
+        return ()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise AuditError(f"{path}: cannot be read as YAML ({type(exc).__name__}); fix the allowlist") from None
+    items = raw.get("allow", []) if isinstance(raw, dict) else None
+    if not isinstance(items, list):
+        raise AuditError(f"{path}: must be a mapping with an 'allow' list; fix the allowlist")
+    entries = []
+    for index, item in enumerate(items):
+        where = f"{path}: allow[{index}]"
+        if not isinstance(item, dict) or set(item) - {"rule", "sha256", "paths", "reason"}:
+            raise AuditError(f"{where} must have rule, sha256 and optionally paths and reason")
+        rule, digest, paths = item.get("rule"), str(item.get("sha256", "")), item.get("paths", [])
+        if not isinstance(rule, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise AuditError(f"{where} needs a rule id and the 64-hex sha256 the audit printed")
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise AuditError(f"{where}: paths must be a list of glob patterns")
+        entries.append(AllowEntry(rule, digest, tuple(paths), str(item.get("reason", ""))))
+    return tuple(entries)
+
