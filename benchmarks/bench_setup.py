@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from services import cluster  # noqa: E402
+from services.postgres import servers, templates  # noqa: E402
 from services.profiles import load_profile  # noqa: E402
 from tests.conftest import INVOKE, cli_env, free_port, make_project, remove_servers  # noqa: E402
 
@@ -57,7 +57,7 @@ def floor(runs: int) -> list[float]:
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         project = make_project(Path(tmp) / "proj")
-        server = cluster.locate(load_profile("alpha", project), project, prepare=True)
+        server = servers.prepare(load_profile("alpha", project), project)
     account = server.account
     kwargs: dict[str, object] = {"user": account.uid, "group": account.gid, "extra_groups": [], "cwd": "/"} if account else {}
     base = Path("/var/lib/piper-ops" if account else tempfile.gettempdir())
@@ -97,8 +97,8 @@ def first_cold() -> float:
     """Cold setup on a machine whose template cluster is gone: it runs initdb to make it again."""
     with tempfile.TemporaryDirectory() as tmp:
         project = make_project(Path(tmp) / "proj")
-        server = cluster.locate(load_profile("alpha", project), project, prepare=True)
-        template = cluster._template_root(server) / cluster._template_signature(server)
+        server = servers.prepare(load_profile("alpha", project), project)
+        template = templates.template_dir(server)
         shutil.rmtree(template, ignore_errors=True)
     return cold_and_warm(1)[0][0]
 

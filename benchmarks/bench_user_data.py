@@ -49,9 +49,10 @@ sys.path.insert(0, str(REPO))
 for _key in [k for k in os.environ if k.startswith("PIPER_")]:  # never the developer's selection or secrets
     del os.environ[_key]
 
-from services import cluster, envfile, user_data, users  # noqa: E402
+from services import envfile, user_data, users  # noqa: E402
 from services.database import connection  # noqa: E402
 from services.files import atomic_file  # noqa: E402
+from services.postgres import servers  # noqa: E402
 from services.profiles import Profile, load_profile  # noqa: E402
 from services.project import Project  # noqa: E402
 from tests.conftest import cli_env, free_port, make_project, remove_servers, set_up  # noqa: E402
@@ -171,7 +172,7 @@ class Bench:
 
     # -- psql -------------------------------------------------------------------------------------
     def _psql(self, profile: Profile, *args: str) -> list[str]:
-        server = cluster.locate(profile, self.project)
+        server = servers.locate(profile, self.project)
         return [str(server.bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(server.socket_dir),
                 "-p", str(server.port), "-U", connection.ROLE_NAMES["app"], "-d", profile.database.name, *args]
 

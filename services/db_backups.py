@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services import cluster
 from services.database import connection
 from services.errors import EnvironmentMismatchError, UsageError
 from services.files import publish_new
+from services.postgres import clients, servers
 from services.profiles import Profile
 from services.project import Project
 from services.rotation import plan_rotation
@@ -42,16 +42,16 @@ def backup_dir(profile: Profile, project: Project) -> Path:
     return folder
 
 
-def backup_database(profile: Profile, project: Project, server: cluster.Server) -> Path:
+def backup_database(profile: Profile, project: Project, server: servers.Server) -> Path:
     """Dump the environment's database (server running) to a new dated archive; return its path."""
     owner = connection.target(profile, project, "owner", socket_dir=str(server.socket_dir))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     destination = backup_dir(profile, project) / f"{profile.name}-{profile.database.name}-{stamp}.dump"
-    cluster.dump_database(server, profile.database.name, owner.user, owner.password, destination)
+    clients.dump_database(server, profile.database.name, owner.user, owner.password, destination)
     return destination
 
 
-def archive_data_directory(profile: Profile, project: Project, server: cluster.Server) -> Path:
+def archive_data_directory(profile: Profile, project: Project, server: servers.Server) -> Path:
     """Archive the stopped server's data directory to a new dated .tar.gz; return its path.
 
     The fallback when no password is left to dump with (a lost .env): a cold copy of the files,
@@ -60,7 +60,7 @@ def archive_data_directory(profile: Profile, project: Project, server: cluster.S
     import os
     import tarfile
 
-    if cluster.state(server).running:
+    if servers.state(server).running:
         raise RuntimeError("archive_data_directory needs a stopped server")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     destination = backup_dir(profile, project) / f"{profile.name}-datadir-{stamp}.tar.gz"
@@ -98,16 +98,16 @@ def rotate_backups(profile: Profile, project: Project, *, dry_run: bool = False)
     return plan.drop
 
 
-def archive_environment(server: cluster.Server, archive: Path) -> str | None:
+def archive_environment(server: servers.Server, archive: Path) -> str | None:
     """Return the environment an archive is stamped with (its piper_metadata row), or None."""
-    for line in cluster.archive_table(server, archive, "piper_metadata").splitlines():
+    for line in clients.archive_table(server, archive, "piper_metadata").splitlines():
         fields = line.split("\t")
         if len(fields) >= 2 and fields[0] == "environment":
             return fields[1]
     return None
 
 
-def restore_backup(profile: Profile, project: Project, server: cluster.Server, archive: Path,
+def restore_backup(profile: Profile, project: Project, server: servers.Server, archive: Path,
                    *, from_env: str | None = None) -> Path:
     """Restore an archive over the environment's database after backing the database up.
 
@@ -127,7 +127,7 @@ def restore_backup(profile: Profile, project: Project, server: cluster.Server, a
         )
     before = backup_database(profile, project, server)
     owner = connection.target(profile, project, "owner", socket_dir=str(server.socket_dir))
-    cluster.restore_database(server, profile.database.name, owner.user, owner.password, archive)
+    clients.restore_database(server, profile.database.name, owner.user, owner.password, archive)
     if stamped != profile.name:
         from services import stamp
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from services import cluster, envfile, gitinfo, migrations, stamp
+from services import envfile, gitinfo, migrations, stamp
 from services.database import connection
 from services.errors import ClusterError, ConfirmationRequired, PiperError, UsageError
+from services.postgres import data_dirs, servers
 from services.profiles import Profile, load_profiles
 from services.project import ENV_VARIABLE, Project
 from services.users import table_for
@@ -109,27 +110,27 @@ def setup_environment(profile: Profile, project: Project, *, allow_branch_mismat
 
 def _setup_local(profile: Profile, project: Project) -> SetupReport:
     changes: list[str] = []
-    server = cluster.locate(profile, project, prepare=True)
-    current = cluster.state(server)
+    server = servers.prepare(profile, project)
+    current = servers.state(server)
     secrets, reset = _ensure_secrets(profile, project, initialized=current.initialized, changes=changes)
     if not current.initialized:
-        server = cluster.initialize(server)
+        server = data_dirs.initialize(server)
         where = "" if server.data_dir == server.project_data_dir else f" (data in {server.data_dir})"
         changes.append(f"created a PostgreSQL server in {server.project_data_dir}{where}")
     preload = _preload_database_modules() if not current.running else None
-    if not cluster.state(server).running:
-        cluster.start(server, config_file=profile.source)
+    if not servers.state(server).running:
+        servers.start(server, config_file=profile.source)
         changes.append(f"started the server (port {server.port})")
     else:
-        cluster.wait_until_ready(server)  # it may have been started a moment ago by another command
+        servers.wait_until_ready(server)  # it may have been started a moment ago by another command
     if preload is not None:
         preload.join()
     sockets = str(server.socket_dir)
     admin = connection.target(profile, project, "admin", dbname="postgres", socket_dir=sockets)
-    initial = cluster.initial_password(server)
+    initial = data_dirs.initial_password(server)
     if initial is not None:
-        _set_password(replace(admin, password=initial), cluster.SUPERUSER, secrets["admin"])
-        cluster.forget_initial_password(server)
+        _set_password(replace(admin, password=initial), servers.SUPERUSER, secrets["admin"])
+        data_dirs.forget_initial_password(server)
     _bootstrap_roles(admin, profile, secrets, changes, reset=reset)
     owner = connection.target(profile, project, "owner", socket_dir=sockets)
     revision = _migrate_and_stamp(owner, profile, project, changes)
@@ -391,17 +392,17 @@ def environment_lock(profile: Profile, project: Project, timeout: float = LOCK_T
         lock.release()
 
 
-def start_environment(profile: Profile, project: Project) -> cluster.ServerState:
+def start_environment(profile: Profile, project: Project) -> servers.ServerState:
     """Start the environment's server (recovering from a crash); return its state."""
     with environment_lock(profile, project):
-        server = cluster.locate(profile, project, prepare=True)
-        return cluster.start(server, config_file=profile.source)
+        server = servers.prepare(profile, project)
+        return servers.start(server, config_file=profile.source)
 
 
 def stop_environment(profile: Profile, project: Project) -> bool:
     """Stop the environment's server; return False when it was not running."""
     with environment_lock(profile, project):
-        return cluster.stop(cluster.locate(profile, project))
+        return servers.stop(servers.locate(profile, project))
 
 
 def check_not_protected(profile: Profile, refusal: str) -> None:
@@ -428,19 +429,19 @@ def teardown_environment(profile: Profile, project: Project, *, confirmed: bool)
     from services import db_backups
 
     with environment_lock(profile, project):
-        server = cluster.locate(profile, project, prepare=True)
+        server = servers.prepare(profile, project)
         backup = None
         existed = server.project_data_dir.exists() or server.project_data_dir.is_symlink()
-        if cluster.state(server).initialized:
+        if servers.state(server).initialized:
             if _has_passwords(profile, project):
-                cluster.start(server, config_file=profile.source)
+                servers.start(server, config_file=profile.source)
                 if _database_exists(profile, project, server):
                     backup = db_backups.backup_database(profile, project, server)
             else:
                 # .env lost its passwords: no dump is possible, so keep a cold copy of the files.
-                cluster.stop(server)
+                servers.stop(server)
                 backup = db_backups.archive_data_directory(profile, project, server)
-        cluster.remove(server)
+        data_dirs.remove(server)
         changes: dict[str, str | None] = {connection.password_key(profile.name, r): None for r in ("admin", "owner", "app")}
         if envfile.read(project.env_file).get(ENV_VARIABLE) == profile.name:
             changes[ENV_VARIABLE] = None
@@ -497,11 +498,11 @@ def restore_environment(profile: Profile, project: Project, archive: Path | None
     return RestoreResult(archive, before, tuple(changes))
 
 
-def _running_server(profile: Profile, project: Project) -> cluster.Server:
-    server = cluster.locate(profile, project, prepare=True)
-    if not cluster.state(server).initialized:
+def _running_server(profile: Profile, project: Project) -> servers.Server:
+    server = servers.prepare(profile, project)
+    if not servers.state(server).initialized:
         raise UsageError(f"environment {profile.name!r} has no database server; run `invoke setup --env {profile.name}`")
-    cluster.start(server, config_file=profile.source)
+    servers.start(server, config_file=profile.source)
     return server
 
 
@@ -510,7 +511,7 @@ def _has_passwords(profile: Profile, project: Project) -> bool:
     return all(known.get(connection.password_key(profile.name, role)) for role in ("admin", "owner"))
 
 
-def _database_exists(profile: Profile, project: Project, server: cluster.Server) -> bool:
+def _database_exists(profile: Profile, project: Project, server: servers.Server) -> bool:
     admin = connection.target(profile, project, "admin", dbname="postgres", socket_dir=str(server.socket_dir))
     with connection.connect(admin) as conn:
         return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (profile.database.name,)).fetchone() is not None
@@ -541,8 +542,8 @@ def _status(profile: Profile, project: Project, head: str, branch: str | None, s
             facts.update(_database_facts(target, table_for(profile)))
             facts["running"] = True
         else:
-            server = cluster.locate(profile, project)
-            state = cluster.state(server)
+            server = servers.locate(profile, project)
+            state = servers.state(server)
             location = f"{server.socket_dir} port {server.port}" if state.initialized else "-"
             facts.update(initialized=state.initialized, running=state.running, pid=state.pid,
                          data_dir=str(server.project_data_dir), port=server.port)

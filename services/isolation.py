@@ -15,10 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from services import cluster, stamp
+from services import stamp
 from services.database import connection
 from services.environments import CLOSED_TO_APP
 from services.errors import PiperError
+from services.postgres import servers
 from services.profiles import AuditTerm, Profile, load_profiles
 from services.project import Project
 from services.users import ACTING_USER_SETTING, table_for
@@ -241,7 +242,7 @@ def _check_access(profile: Profile, project: Project) -> CheckResult:
         if sslmode not in ("verify-full", "verify-ca", "require"):
             problems.append(f"the connection does not require TLS (sslmode={sslmode})")
         return _access_result(problems, f"TLS required (sslmode={sslmode}); .env private")
-    for directory in (project.data_root, cluster.locate(profile, project).data_dir):
+    for directory in (project.data_root, servers.locate(profile, project).data_dir):
         if directory.exists() and stat.S_IMODE(directory.stat().st_mode) & 0o077:
             problems.append(f"{directory} is open to other accounts (chmod 700 {directory})")
     admin = connection.target(profile, project, "admin", dbname="postgres")

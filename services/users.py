@@ -350,10 +350,10 @@ def _export_with_psql(profile: Profile, project: Project, username: str, keys: l
     but a clean success (no such user, a missing key, another environment's stamp, no psql, any
     error) rolls back and returns None; the driver path then exports or says what is wrong.
     """
-    from services import cluster
+    from services.postgres import psql_sessions, servers
 
     try:
-        server = cluster.locate(profile, project)
+        server = servers.locate(profile, project)
         owner = connection.target(profile, project, "owner")
     except PiperError:
         return None
@@ -363,8 +363,8 @@ def _export_with_psql(profile: Profile, project: Project, username: str, keys: l
                  "actor": _actor(), "username_sha256": "", "source_environment": "", "source": ""}
     table = table_for(profile)
     try:
-        with cluster.psql_session(server, owner.dbname, owner.user, owner.password, variables=variables,
-                                  options=f"-c {ACTING_USER_SETTING}={username}") as psql:
+        with psql_sessions.psql_session(server, owner.dbname, owner.user, owner.password, variables=variables,
+                                        options=f"-c {ACTING_USER_SETTING}={username}") as psql:
             psql.send("BEGIN ISOLATION LEVEL REPEATABLE READ;\n")  # one snapshot for the check and the payload
             # As the driver path, the row is locked: nobody changes or deletes the user until the export is
             # recorded. (A change committed since the snapshot makes this fail; the driver path takes over.)

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services import cluster, environments
+from services import environments
 from services.errors import PiperError
+from services.postgres import data_dirs, servers
 from services.profiles import Profile, load_profile, load_profiles
 from services.project import CODE_ROOT, Project
 
@@ -113,7 +114,7 @@ def remove_servers(project: Project) -> None:
         if profile.hosted:
             continue
         try:
-            cluster.remove(cluster.locate(profile, project))
+            data_dirs.remove(servers.locate(profile, project))
         except PiperError:
             pass
 
@@ -234,7 +235,7 @@ def hosted(other_project: Project, tmp_path_factory: pytest.TempPathFactory) -> 
     project = other_project
     profile = load_profile("dev", project)
     set_up(profile, project)
-    server = cluster.locate(profile, project)
+    server = servers.locate(profile, project)
     certs = tmp_path_factory.mktemp("tls")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
                     "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(certs / "server.key"),

@@ -11,8 +11,9 @@ import time
 import psutil
 import pytest
 
-from services import cluster, envfile
+from services import envfile
 from services.database import connection
+from services.postgres import servers
 from services.profiles import load_profile
 from services.project import Project
 from tests.conftest import INVOKE, REPO, cli_env, run_cli
@@ -41,7 +42,7 @@ def test_setup_killed_at_any_moment_is_finished_by_the_next_setup(project: Proje
         assert conn.execute("SELECT value FROM piper_metadata").fetchall() == [("tester",)]
         assert conn.execute("SELECT username FROM alpha_users").fetchall() == [("tester123",)]
     # No half-made data directory is left beside the real one.
-    home = cluster.locate(profile, project).data_dir.parent
+    home = servers.locate(profile, project).data_dir.parent
     assert not list(home.glob(".tester.initdb-*"))
     assert envfile.read(project.env_file)["PIPER_ENV"] == "tester"
 

@@ -93,9 +93,9 @@ def target(profile: Profile, project: Project, role: Role = "app", *, dbname: st
             f"`invoke setup --env {profile.name}`, or restore .env from your backup"
         )
     if socket_dir is None:
-        from services import cluster
+        from services.postgres import servers
 
-        socket_dir = str(cluster.locate(profile, project).socket_dir)
+        socket_dir = str(servers.locate(profile, project).socket_dir)
     return Target(profile.name, socket_dir, profile.database.port, dbname or profile.database.name,
                   ROLE_NAMES[role], password)
 

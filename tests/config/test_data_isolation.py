@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from scripts import test_user_data_isolation as isolation_script
-from services import cluster, envfile
+from services import envfile
 from services.database import connection
+from services.postgres import servers
 from services.profiles import load_profile
 from services.project import CODE_ROOT, Project
 from tests.conftest import INVOKE, run_cli, set_up
@@ -148,7 +149,7 @@ def test_isolation_holds_in_hosted_production_over_tls(production_env, capsys) -
 def test_secrets_never_reach_the_server_log_or_command_output(alpha_only) -> None:
     profile = load_profile("alpha", alpha_only)
     secrets = [v for k, v in envfile.read(alpha_only.env_file).items() if k.endswith("_PASSWORD")]
-    server = cluster.locate(profile, alpha_only)
+    server = servers.locate(profile, alpha_only)
     outputs = [server.log_file.read_text(errors="replace")]
     for argv in ([*INVOKE, "setup", "--env", "alpha"], [*INVOKE, "status", "--json"],
                  [*INVOKE, "verify-isolation", "--env", "alpha"],

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from services import cluster, envfile, environments, migrations
+from services import envfile, environments, migrations
 from services.database import connection
 from services.errors import (
     ConfirmationRequired,
@@ -16,6 +16,7 @@ from services.errors import (
     PiperError,
     UsageError,
 )
+from services.postgres import data_dirs, servers
 from services.profiles import load_profile
 from services.project import CODE_ROOT, Project
 from tests.conftest import make_project, remove_servers, set_up
@@ -44,8 +45,8 @@ def test_setup_creates_a_migrated_stamped_database_with_its_default_user(alpha_e
         "PIPER_ALPHA_ADMIN_PASSWORD", "PIPER_ALPHA_OWNER_PASSWORD", "PIPER_ALPHA_APP_PASSWORD"}
     assert stat.S_IMODE(project.data_root.stat().st_mode) == 0o700
     # Copied from the template cluster, whose throwaway superuser password is gone once replaced.
-    server = cluster.locate(profile, project)
-    assert cluster.initial_password(server) is None
+    server = servers.locate(profile, project)
+    assert data_dirs.initial_password(server) is None
     assert _query(profile, project, "SELECT current_user", role="admin") == [("piper_admin",)]
 
 
@@ -73,9 +74,9 @@ def test_three_environments_side_by_side_never_share_anything(project: Project) 
     profiles = [load_profile(name, project) for name in ("dev", "alpha", "tester")]
     for profile in profiles:
         set_up(profile, project)
-    servers = [cluster.locate(p, project) for p in profiles]
-    assert len({s.data_dir for s in servers}) == len({s.port for s in servers}) == len({s.socket_dir for s in servers}) == 3
-    pids = {cluster.state(s).pid for s in servers}
+    located = [servers.locate(p, project) for p in profiles]
+    assert len({s.data_dir for s in located}) == len({s.port for s in located}) == len({s.socket_dir for s in located}) == 3
+    pids = {servers.state(s).pid for s in located}
     assert len(pids) == 3 and None not in pids
     for profile in profiles:
         rows = _query(profile, project, "SELECT current_database(), (SELECT value FROM piper_metadata), "
@@ -108,10 +109,10 @@ def test_teardown_refuses_protected_and_unconfirmed_then_removes_everything(proj
         environments.teardown_environment(load_profile("production", project), project, confirmed=True)
     profile = load_profile("tester", project)
     set_up(profile, project)
-    server = cluster.locate(profile, project)
+    server = servers.locate(profile, project)
     with pytest.raises(ConfirmationRequired):
         environments.teardown_environment(profile, project, confirmed=False)
-    assert cluster.state(server).running
+    assert servers.state(server).running
     with connection.connect(connection.target(profile, project, "owner")) as conn:
         conn.execute("UPDATE alpha_users SET notes = 'kept in the backup' WHERE username = 'tester123'")
         conn.commit()
@@ -169,8 +170,8 @@ def test_setup_refuses_when_env_file_lost_the_passwords_and_teardown_still_keeps
     envfile.update(project.env_file, {f"PIPER_TESTER_{r}_PASSWORD": None for r in ("ADMIN", "OWNER", "APP")})
     with pytest.raises(UsageError, match="holds no PIPER_TESTER_ADMIN_PASSWORD"):
         set_up(profile, project)
-    server = cluster.locate(profile, project)
-    assert cluster.state(server).initialized
+    server = servers.locate(profile, project)
+    assert servers.state(server).initialized
     # The way out: teardown, which cannot dump without a password, archives the files instead.
     result = environments.teardown_environment(profile, project, confirmed=True)
     assert result.backup is not None and result.backup.name.endswith(".tar.gz")
@@ -199,7 +200,7 @@ def test_hosted_production_is_migrated_and_stamped_but_never_provisioned(project
     tester = load_profile("tester", project)
     set_up(tester, project)
     secret = envfile.read(project.env_file)["PIPER_TESTER_OWNER_PASSWORD"]
-    server = cluster.locate(tester, project)
+    server = servers.locate(tester, project)
     monkeypatch.setenv("PIPER_PRODUCTION_DATABASE_URL",
                        f"postgresql://piper_owner:{secret}@127.0.0.1:{server.port}/piper_tester")
     with pytest.raises(PiperError) as caught:
@@ -230,7 +231,7 @@ def test_fixture_projects_are_removed(tmp_path) -> None:
     project = make_project(tmp_path / "p")
     profile = load_profile("alpha", project)
     set_up(profile, project)
-    data = cluster.locate(profile, project).data_dir
+    data = servers.locate(profile, project).data_dir
     remove_servers(project)
     assert not data.exists()
 

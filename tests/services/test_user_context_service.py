@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from scripts import create_test_alpha_user
-from services import cluster
 from services.database import connection
 from services.errors import ClusterError
+from services.postgres import servers
 from services.user_context_service import (
     UserContextError,
     UserContextService,
@@ -87,11 +87,11 @@ def test_failures_raise_and_never_fall_back_to_the_generic_config(alpha_env, two
     missing = UserContextService(profile, project, config_path=tmp_path / "absent.md")
     with pytest.raises(UserContextError, match="cannot read"):
         missing.get_context("ctx.fake.ann")
-    server = cluster.locate(profile, project)
+    server = servers.locate(profile, project)
     service.get_context("ctx.fake.ann")  # cached now
-    cluster.stop(server)
+    servers.stop(server)
     try:
         with pytest.raises(ClusterError, match="cannot connect"):
             service.get_context("ctx.fake.ann")  # the cache is no excuse to skip the database
     finally:
-        cluster.start(server, config_file=profile.source)
+        servers.start(server, config_file=profile.source)

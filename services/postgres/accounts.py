@@ -2,8 +2,8 @@
 
 PostgreSQL refuses to run as root, and CI and containers run as root. This module is the root path
 only (DESIGN invariants 6 and 8): it creates a system account on Linux when none exists, tells
-whether that account can reach a path, and finds a place it can reach when it cannot. It never
-loosens the permissions of a directory outside the project.
+whether that account can reach a path, and finds a place it can reach when it cannot (a root-owned
+copy under /var/lib/piper-ops). It never loosens the permissions of a directory outside the project.
 """
 
 from __future__ import annotations
