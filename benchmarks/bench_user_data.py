@@ -7,8 +7,8 @@ with user `big` whose preferences are 10 MiB of varied compact JSON (unicode, ne
 - ours, end to end: `python scripts/export_user_data.py --username big --output F --env alpha` and
   `python scripts/import_user_data.py --username big --data F --yes --env tester` (a fresh import,
   i.e. a create: `big` is deleted from tester, untimed, before every run), as real subprocesses;
-- ours, in process (after a warm-up): `users.export_user` + writing the file, and reading the file +
-  `users.plan_import` + `users.apply_import`, so that interpreter start-up shows separately;
+- ours, in process (after a warm-up): `exports.export_user` + writing the file, and reading the file +
+  `imports.plan_import` + `imports.apply_import`, so that interpreter start-up shows separately;
 - baseline: psql from the same PostgreSQL binaries, over the environment's socket as piper_app with
   PGOPTIONS="-c piper.acting_user=big" (row-level security shows piper_app only the acting user's row):
   export `psql -X -Atc "SELECT preferences FROM alpha_users WHERE username = 'big'" -o F`; import
@@ -49,12 +49,13 @@ sys.path.insert(0, str(REPO))
 for _key in [k for k in os.environ if k.startswith("PIPER_")]:  # never the developer's selection or secrets
     del os.environ[_key]
 
-from services import envfile, user_data, users  # noqa: E402
-from services.database import connection  # noqa: E402
+from services import credentials, envfile  # noqa: E402
+from services.database import connection, roles, sessions  # noqa: E402
 from services.files import atomic_file  # noqa: E402
 from services.postgres import servers  # noqa: E402
 from services.profiles import Profile, load_profile  # noqa: E402
 from services.project import Project  # noqa: E402
+from services.users import accounts, documents, exports, imports  # noqa: E402
 from tests.conftest import cli_env, free_port, make_project, remove_servers, set_up  # noqa: E402
 
 USERNAME = "big"
@@ -110,13 +111,13 @@ class Bench:
 
     # -- setup (untimed) --------------------------------------------------------------------------
     def owner(self, profile: Profile, autocommit: bool = False):  # noqa: ANN201
-        return connection.connect(connection.target(profile, self.project, "owner"), autocommit=autocommit)
+        return connection.connect(credentials.target(profile, self.project, "owner"), autocommit=autocommit)
 
     def create_big_user(self, prefs: dict) -> None:
         from psycopg.types.json import Jsonb
 
         for side in self.sides:
-            users.create_user(side.source, self.project, USERNAME, EMAIL, DISPLAY)
+            accounts.create_user(side.source, self.project, USERNAME, EMAIL, DISPLAY)
             with self.owner(side.source) as conn:
                 conn.execute("UPDATE alpha_users SET preferences = %s WHERE username = %s", (Jsonb(prefs), USERNAME))
 
@@ -156,17 +157,17 @@ class Bench:
     def service_export(self, side: Side) -> float:
         start = time.perf_counter()
         with atomic_file(side.export_file, mode=0o600) as partial:
-            users.export_user(side.source, self.project, USERNAME, into=partial)
+            exports.export_user(side.source, self.project, USERNAME, into=partial)
         return time.perf_counter() - start
 
     def service_import(self, side: Side) -> float:
         self.drop_big(side.target)
         start = time.perf_counter()
-        with user_data.collector_paused():  # as import_user_data.py does
+        with documents.collector_paused():  # as import_user_data.py does
             raw = side.export_file.read_bytes()
-            plan = users.plan_import(side.target, self.project, raw, str(side.export_file), USERNAME, None)
+            plan = imports.plan_import(side.target, self.project, raw, str(side.export_file), USERNAME, None)
             assert plan.action == "create", plan.action
-            users.apply_import(side.target, self.project, plan)
+            imports.apply_import(side.target, self.project, plan)
             del plan
         return time.perf_counter() - start
 
@@ -174,12 +175,12 @@ class Bench:
     def _psql(self, profile: Profile, *args: str) -> list[str]:
         server = servers.locate(profile, self.project)
         return [str(server.bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(server.socket_dir),
-                "-p", str(server.port), "-U", connection.ROLE_NAMES["app"], "-d", profile.database.name, *args]
+                "-p", str(server.port), "-U", roles.ROLE_NAMES["app"], "-d", profile.database.name, *args]
 
     def _psql_env(self, profile: Profile) -> dict[str, str]:
         """PGPASSWORD for piper_app, and the acting user that row-level security (migration 0003) requires."""
-        return {"PATH": os.environ["PATH"], "PGPASSWORD": envfile.read(self.project.env_file)[connection.password_key(profile.name, "app")],
-                "PGOPTIONS": f"-c {users.ACTING_USER_SETTING}={USERNAME}"}
+        return {"PATH": os.environ["PATH"], "PGPASSWORD": envfile.read(self.project.env_file)[credentials.password_key(profile.name, "app")],
+                "PGOPTIONS": f"-c {sessions.ACTING_USER_SETTING}={USERNAME}"}
 
     def psql_export(self, side: Side) -> float:
         return _timed(self._psql(side.source, "-Atc", f"SELECT preferences FROM alpha_users WHERE username = '{USERNAME}'",
@@ -251,7 +252,7 @@ def _full_copies(project: Project) -> None:
 
 
 def _digest(value: object) -> str:
-    return user_data.sha256_hex(user_data.canonical_json(value))
+    return documents.sha256_hex(documents.canonical_json(value))
 
 
 def _timed(argv: list[str], env: dict[str, str]) -> float:

@@ -13,14 +13,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 from scripts import _cli
-from services import db_backups, environments
+from services import db_backups
+from services.environments import lifecycle, setup, status, steps
 from services.project import current_project
 
 
 def _setup(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
-    plan = environments.plan_setup_steps(profile, project, args.data_file)  # bad input stops before any change
-    report = environments.setup_environment(profile, project, allow_branch_mismatch=args.allow_branch_mismatch)
+    plan = steps.plan_setup_steps(profile, project, args.data_file)  # bad input stops before any change
+    report = setup.setup_environment(profile, project, allow_branch_mismatch=args.allow_branch_mismatch)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if report.changes:
@@ -30,7 +31,7 @@ def _setup(args: argparse.Namespace) -> int:
     else:
         print(f"{report.environment}: the database is already in place; nothing changed")
     print(f"database: {report.location} (schema {report.revision})")
-    environments.run_setup_steps(plan, _cli.run_script)
+    steps.run_setup_steps(plan, _cli.run_script)
     for step in plan.skipped:
         print(f"skipped optional step {step}; run setup with --data-file FILE to include it")
     print("next: `invoke status` to see every environment; "
@@ -39,7 +40,7 @@ def _setup(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    rows = environments.environment_statuses(current_project())
+    rows = status.environment_statuses(current_project())
     if args.json:
         print(json.dumps([asdict(row) for row in rows], indent=2))
         return 0
@@ -67,11 +68,11 @@ def _status(args: argparse.Namespace) -> int:
 
 def _teardown(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
-    environments.check_not_protected(profile, "it cannot be torn down")
+    lifecycle.check_not_protected(profile, "it cannot be torn down")
     _cli.confirm_by_name(profile.name, f"tearing down {profile.name!r} deletes its database",
                          f"Delete environment {profile.name!r} and all of its data (a backup is taken first)?",
                          yes=args.yes)
-    result = environments.teardown_environment(profile, project, confirmed=True)
+    result = lifecycle.teardown_environment(profile, project, confirmed=True)
     if not result.existed:
         print(f"{profile.name}: there was no server to tear down; nothing changed")
         return 0
@@ -83,14 +84,14 @@ def _teardown(args: argparse.Namespace) -> int:
 
 def _db_start(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
-    state = environments.start_environment(profile, project)
+    state = lifecycle.start_environment(profile, project)
     print(f"{profile.name}: server running (pid {state.pid})")
     return 0
 
 
 def _db_stop(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
-    stopped = environments.stop_environment(profile, project)
+    stopped = lifecycle.stop_environment(profile, project)
     print(f"{profile.name}: server stopped" if stopped else f"{profile.name}: server was not running")
     return 0
 
@@ -104,7 +105,7 @@ def _db_backup(args: argparse.Namespace) -> int:
         for backup in backups:
             print(f"{backup.taken:%Y-%m-%d %H:%M:%S}  {backup.size:>11}  {backup.path}")
         return 0
-    result = environments.backup_environment(profile, project)
+    result = lifecycle.backup_environment(profile, project)
     print(f"{profile.name}: backed up to {result.archive} (verified)")
     for path in result.rotated_out:
         print(f"  - rotated out {path.name} (backups: policy in {profile.source.name})")
@@ -118,7 +119,7 @@ def _db_restore(args: argparse.Namespace) -> int:
     _cli.confirm_by_name(profile.name, f"restoring replaces the database of {profile.name!r}",
                          f"Replace the database of {profile.name!r} with {what} (a backup is taken first)?",
                          yes=args.yes)
-    result = environments.restore_environment(profile, project, archive, from_env=args.from_env, confirmed=True)
+    result = lifecycle.restore_environment(profile, project, archive, from_env=args.from_env, confirmed=True)
     print(f"{profile.name}: backed up the database first to {result.backup_before}")
     print(f"{profile.name}: restored {result.archive}")
     for change in result.changes:

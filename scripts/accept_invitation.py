@@ -21,8 +21,8 @@ if __package__ in (None, ""):  # run as a command
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts import _cli  # noqa: E402
-from services import invitations  # noqa: E402
 from services.errors import UsageError  # noqa: E402
+from services.users import invitations  # noqa: E402
 
 
 def _accept(args: argparse.Namespace) -> int:

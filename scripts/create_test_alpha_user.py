@@ -18,12 +18,12 @@ if __package__ in (None, ""):  # run as a command
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts import _cli  # noqa: E402
-from services import users  # noqa: E402
+from services.users import accounts  # noqa: E402
 
 
 def _create(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
-    result = users.create_user(profile, project, args.username, args.email, args.display_name)
+    result = accounts.create_user(profile, project, args.username, args.email, args.display_name)
     if result.created:
         print(f"created user {result.username} ({result.email}) in {profile.name}: id {result.id}")
     else:

@@ -18,14 +18,14 @@ if __package__ in (None, ""):  # run as a command
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts import _cli  # noqa: E402
-from services import users  # noqa: E402
+from services.users import accounts  # noqa: E402
 
 
 def _delete(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
-    users.find_user_id(profile, project, args.username)  # an unknown user fails before the question
+    accounts.find_user_id(profile, project, args.username)  # an unknown user fails before the question
     _cli.confirm(f"Delete {args.username} and all of their data from {profile.name}?", yes=args.yes)
-    path, checksum = users.delete_user(profile, project, args.username, confirmed=True)
+    path, checksum = accounts.delete_user(profile, project, args.username, confirmed=True)
     print(f"deleted {args.username} from {profile.name}; their data was exported first to {path} "
           f"(sha256 {checksum[:12]}); import that file to undo")
     return 0

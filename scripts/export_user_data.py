@@ -21,9 +21,9 @@ if __package__ in (None, ""):  # run as a command
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts import _cli  # noqa: E402
-from services import users  # noqa: E402
 from services.errors import UsageError  # noqa: E402
 from services.files import atomic_file  # noqa: E402
+from services.users import exports  # noqa: E402
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -39,13 +39,13 @@ def _export(args: argparse.Namespace) -> int:
         if args.output.is_dir():
             raise UsageError(f"{args.output} is a directory; name the file, e.g. --output {args.output / (args.username + '.json')}")
         with atomic_file(args.output, mode=0o600) as partial:
-            size, checksum = users.export_user(profile, project, args.username, keys, into=partial)
+            size, checksum = exports.export_user(profile, project, args.username, keys, into=partial)
         where = str(args.output)
     else:
         with tempfile.TemporaryDirectory(prefix="piper-export-") as private:  # 0700: the document is personal data
             document = Path(private) / "export.json"
             document.touch(mode=0o600)
-            size, checksum = users.export_user(profile, project, args.username, keys, into=document)
+            size, checksum = exports.export_user(profile, project, args.username, keys, into=document)
             with open(document, "rb") as handle:
                 shutil.copyfileobj(handle, sys.stdout.buffer, 1 << 20)
         sys.stdout.buffer.flush()

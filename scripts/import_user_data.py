@@ -20,8 +20,8 @@ if __package__ in (None, ""):  # run as a command
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts import _cli  # noqa: E402
-from services import user_data, users  # noqa: E402
 from services.errors import UsageError  # noqa: E402
+from services.users import documents, imports  # noqa: E402
 
 _ACTIONS = {
     "create": "create user {username} ({email})",
@@ -35,7 +35,7 @@ _ACTIONS = {
 def _import(args: argparse.Namespace) -> int:
     # The parsed document is millions of objects that live until the command ends: the cycle
     # collector would pass over them again and again for nothing (docs/BENCHMARKS.md).
-    with user_data.collector_paused():
+    with documents.collector_paused():
         return _import_document(args)
 
 
@@ -43,12 +43,12 @@ def _import_document(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     raw, origin = _read(args.data)
     mode = "merge" if args.merge else "replace" if args.replace else "refuse"
-    plan = users.plan_import(profile, project, raw, origin, args.username, args.email, mode)  # type: ignore[arg-type]
+    plan = imports.plan_import(profile, project, raw, origin, args.username, args.email, mode)  # type: ignore[arg-type]
     doc = plan.document
     print(f"import {plan.username} into {profile.name} from {origin} (exported from {doc.source_environment or '?'} "
           f"at {doc.exported_at or '?'}, sha256 {doc.checksum[:12]}):", file=sys.stderr)
     print(f"  action: {_ACTIONS[plan.action].format(username=plan.username, email=plan.email)}", file=sys.stderr)
-    print(f"  preferences: {users.dumps_summary(plan.changes)}", file=sys.stderr)
+    print(f"  preferences: {documents.summarize_changes(plan.changes)}", file=sys.stderr)
     if plan.fields_not_carried:
         print(f"  not carried into {plan.table}: {', '.join(plan.fields_not_carried)} (they stay in {origin})", file=sys.stderr)
     if plan.action == "unchanged":
@@ -56,12 +56,12 @@ def _import_document(args: argparse.Namespace) -> int:
         return 0
     if args.dry_run:
         if plan.action == "conflict":
-            users.apply_import(profile, project, plan)  # raises the conflict, with its fix
+            imports.apply_import(profile, project, plan)  # raises the conflict, with its fix
         print("dry run: nothing was written")
         return 0
     if plan.action != "conflict":
         _cli.confirm(f"Import {plan.username} into {profile.name}?", yes=args.yes)
-    result = users.apply_import(profile, project, plan)
+    result = imports.apply_import(profile, project, plan)
     print(f"imported {plan.username} into {profile.name} ({result.action}): id {result.user_id}")
     if result.invitation_file is not None:
         print(f"invitation for {plan.email} written to {result.invitation_file}; send it to the user "

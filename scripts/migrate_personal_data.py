@@ -19,17 +19,17 @@ if __package__ in (None, ""):  # run as a command
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts import _cli  # noqa: E402
-from services import users  # noqa: E402
+from services.users import accounts, documents, personal_data  # noqa: E402
 
 
 def _migrate(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     if args.skip_migration:
-        user_id = users.find_user_id(profile, project, args.username)
+        user_id = accounts.find_user_id(profile, project, args.username)
         print(f"user {args.username} exists in {profile.name}: id {user_id}; checked only, no personal data migrated")
         return 0
-    result = users.migrate_personal_data(profile, project, args.username, args.data_file, dry_run=args.dry_run)
-    summary = users.dumps_summary(result.changes)
+    result = personal_data.migrate_personal_data(profile, project, args.username, args.data_file, dry_run=args.dry_run)
+    summary = documents.summarize_changes(result.changes)
     if result.already_applied_at is not None:
         print(f"{result.source} was already migrated into {args.username} in {profile.name} on "
               f"{result.already_applied_at:%Y-%m-%d %H:%M} (sha256 {result.checksum[:12]}); nothing changed")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.database import connection
+from services import credentials
+from services.database import connection, stamp
 from services.errors import EnvironmentMismatchError, UsageError
 from services.files import publish_new
 from services.postgres import clients, servers
@@ -44,9 +45,9 @@ def backup_dir(profile: Profile, project: Project) -> Path:
 
 def backup_database(profile: Profile, project: Project, server: servers.Server) -> Path:
     """Dump the environment's database (server running) to a new dated archive; return its path."""
-    owner = connection.target(profile, project, "owner", socket_dir=str(server.socket_dir))
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    destination = backup_dir(profile, project) / f"{profile.name}-{profile.database.name}-{stamp}.dump"
+    owner = credentials.target(profile, project, "owner", socket_dir=str(server.socket_dir))
+    taken = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    destination = backup_dir(profile, project) / f"{profile.name}-{profile.database.name}-{taken}.dump"
     clients.dump_database(server, profile.database.name, owner.user, owner.password, destination)
     return destination
 
@@ -62,8 +63,8 @@ def archive_data_directory(profile: Profile, project: Project, server: servers.S
 
     if servers.state(server).running:
         raise RuntimeError("archive_data_directory needs a stopped server")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    destination = backup_dir(profile, project) / f"{profile.name}-datadir-{stamp}.tar.gz"
+    taken = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    destination = backup_dir(profile, project) / f"{profile.name}-datadir-{taken}.tar.gz"
     partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
     try:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -126,11 +127,9 @@ def restore_backup(profile: Profile, project: Project, server: servers.Server, a
             f"to restore it into {profile.name} anyway"
         )
     before = backup_database(profile, project, server)
-    owner = connection.target(profile, project, "owner", socket_dir=str(server.socket_dir))
+    owner = credentials.target(profile, project, "owner", socket_dir=str(server.socket_dir))
     clients.restore_database(server, profile.database.name, owner.user, owner.password, archive)
     if stamped != profile.name:
-        from services import stamp
-
         with connection.connect(owner) as conn:
             stamp.write_stamp(conn, profile.name)
             conn.commit()

@@ -15,14 +15,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from services import stamp
-from services.database import connection
-from services.environments import CLOSED_TO_APP
+from services import audit, credentials
+from services.database import connection, roles, sessions, stamp
 from services.errors import PiperError
 from services.postgres import servers
 from services.profiles import AuditTerm, Profile, load_profiles
 from services.project import Project
-from services.users import ACTING_USER_SETTING, table_for
+from services.user_context_service import UserContextService
+from services.users.documents import deep_merge
+from services.users.store import table_for
 
 #: Preference keys whose string values identify a person; they must never appear in PIPER.md.
 _IDENTIFYING_KEY = re.compile(r"name|email|mail|phone|org|company|employer|address|city|location|team|manager", re.I)
@@ -64,7 +65,7 @@ def _at_least_two_users(profile: Profile, project: Project) -> Iterator[list[str
 
     table = table_for(profile)
     created: list[str] = []
-    owner = connection.target(profile, project, "owner")
+    owner = credentials.target(profile, project, "owner")
     try:
         with connection.connect(owner) as conn:
             names = [r[0] for r in conn.execute(f"SELECT username FROM {table} ORDER BY username LIMIT 50")]
@@ -84,8 +85,6 @@ def _at_least_two_users(profile: Profile, project: Project) -> Iterator[list[str
 
 
 def _check_piper_md(profile: Profile, project: Project, usernames: list[str]) -> CheckResult:
-    from services import audit
-
     path = project.config_dir / "PIPER.md"
     try:
         content = path.read_bytes()
@@ -105,7 +104,7 @@ def _check_piper_md(profile: Profile, project: Project, usernames: list[str]) ->
 def _identifying_terms(profile: Profile, project: Project, usernames: list[str]) -> list[AuditTerm]:
     table = table_for(profile)
     terms: list[AuditTerm] = []
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         for username, email, display_name, preferences in conn.execute(
                 f"SELECT username, email, display_name, preferences FROM {table} WHERE username = ANY(%s)", (usernames,)):
             terms.append(AuditTerm(username, "username"))
@@ -128,13 +127,10 @@ def _identifying_values(value: Any, key: str = "") -> Iterator[str]:
 
 
 def _check_contexts(profile: Profile, project: Project, usernames: list[str]) -> CheckResult:
-    from services.user_context_service import UserContextService
-    from services.user_data import deep_merge
-
     service = UserContextService(profile, project)
     generic = service.generic_config()
     table = table_for(profile)
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         preferences = dict(conn.execute(f"SELECT username, preferences FROM {table} WHERE username = ANY(%s)", (usernames,)))
     for username in usernames:
         context = service.get_context(username)
@@ -155,21 +151,19 @@ def _check_row_level_security(profile: Profile, project: Project, usernames: lis
 
     a, b = usernames[0], usernames[1]
     table = table_for(profile)
-    app = connection.target(profile, project, "app")
+    app = credentials.target(profile, project, "app")
     with connection.connect(app) as conn:
         flags = conn.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user").fetchone()
         owner = conn.execute("SELECT tableowner = current_user FROM pg_tables WHERE tablename = %s", (table,)).fetchone()
         if flags is None or flags[0] or flags[1] or (owner and owner[0]):
             return CheckResult("row-level-security", False, f"{app.user} is a superuser, may bypass RLS, or owns {table}; "
                                                             "connect the application as a role that owns nothing")
-        reachable = [name for name in CLOSED_TO_APP if conn.execute(
-            "SELECT has_table_privilege(current_user, %s, 'SELECT, INSERT, UPDATE, DELETE')", (f"public.{name}",)
-        ).fetchone()[0]]  # type: ignore[index]
+        reachable = roles.closed_tables_reachable(conn)
         if reachable:
             return CheckResult("row-level-security", False, f"{app.user} can reach {', '.join(reachable)}, which only "
                                                             f"admin tasks may; run `invoke setup --env {profile.name}`")
         unseen = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]
-        conn.execute("SELECT set_config(%s, %s, true)", (ACTING_USER_SETTING, a))
+        sessions.act_as(conn, a)
         try:
             read = conn.execute(f"SELECT count(*) FROM {table} WHERE username = %s", (b,)).fetchone()[0]  # type: ignore[index]
             updated = conn.execute(f"UPDATE {table} SET preferences = preferences WHERE username = %s", (b,)).rowcount
@@ -186,7 +180,7 @@ def _check_row_level_security(profile: Profile, project: Project, usernames: lis
 
 
 def _check_stamp(profile: Profile, project: Project) -> CheckResult:
-    owner = connection.target(profile, project, "owner")
+    owner = credentials.target(profile, project, "owner")
     with connection.connect(owner) as conn:
         found = stamp.read_stamp(conn)
     if found != profile.name:
@@ -207,7 +201,7 @@ def _app_can_change_stamp(profile: Profile, project: Project) -> str | None:
     import psycopg
 
     try:
-        app = connection.target(profile, project, "app")
+        app = credentials.target(profile, project, "app")
     except PiperError:
         return None  # no application role to try (hosted without app_url_env); the RLS check says so
     with connection.connect(app) as conn:
@@ -225,7 +219,7 @@ def _database_identity(profile: Profile, project: Project) -> tuple[str, str] | 
     """Return (server, database) for comparing profiles: one server per port or data directory."""
     if profile.hosted:
         try:
-            where = connection.target(profile, project, "owner")
+            where = credentials.target(profile, project, "owner")
         except PiperError:
             return None
         return (f"{where.host}:{where.port or 5432}", where.dbname)
@@ -238,14 +232,14 @@ def _check_access(profile: Profile, project: Project) -> CheckResult:
     if env_file.exists() and stat.S_IMODE(env_file.stat().st_mode) & 0o077:
         problems.append(f"{env_file.name} is readable by others (chmod 600 {env_file})")
     if profile.hosted:
-        sslmode = connection.target(profile, project, "owner").sslmode
+        sslmode = credentials.target(profile, project, "owner").sslmode
         if sslmode not in ("verify-full", "verify-ca", "require"):
             problems.append(f"the connection does not require TLS (sslmode={sslmode})")
         return _access_result(problems, f"TLS required (sslmode={sslmode}); .env private")
     for directory in (project.data_root, servers.locate(profile, project).data_dir):
         if directory.exists() and stat.S_IMODE(directory.stat().st_mode) & 0o077:
             problems.append(f"{directory} is open to other accounts (chmod 700 {directory})")
-    admin = connection.target(profile, project, "admin", dbname="postgres")
+    admin = credentials.target(profile, project, "admin", dbname="postgres")
     with connection.connect(admin) as conn:
         trust = conn.execute("SELECT count(*) FROM pg_hba_file_rules WHERE auth_method IN ('trust', 'password', 'md5')"
                              ).fetchone()[0]  # type: ignore[index]

@@ -16,6 +16,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from services import identifiers
 from services.errors import ProfileError
 from services.files import write_atomic
 from services.project import Project
@@ -27,8 +28,6 @@ LOOPBACK_ADDRESSES = ("", "127.0.0.1", "::1", "localhost")
 #: Placeholders a setup step's arguments may use; anything else in braces is an error.
 STEP_PLACEHOLDERS = ("username", "email", "data_file")
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -232,12 +231,12 @@ def _validate(profile: Profile, check: _Checker, project: Project) -> None:
     path = check.path
     if profile.name != path.stem:
         check.fail("name", f"must be {path.stem!r}, the file's name")
-    if not _NAME.match(profile.name):
+    if not identifiers.is_environment_name(profile.name):
         check.fail("name", "must be lower-case letters, digits and underscores")
     check.choice("branch_policy", profile.branch_policy, BRANCH_POLICIES)
     db = profile.database
     check.choice("database.server", db.server, SERVER_KINDS)
-    if not _IDENTIFIER.match(db.name):
+    if not identifiers.is_sql_name(db.name):
         check.fail("database.name", "must be a lower-case SQL identifier (letters, digits, _)")
     if db.server == "hosted":
         if not db.url_env:
@@ -257,13 +256,13 @@ def _validate(profile: Profile, check: _Checker, project: Project) -> None:
         if Path(db.data_dir).is_absolute() or ".." in parts or len(parts) < 2 or parts[0] != "postgres_data":
             check.fail("database.data_dir", "must be a directory under postgres_data/, such as postgres_data/NAME")
     user = profile.default_user
-    if not re.match(r"^[a-z0-9][a-z0-9_.-]{1,62}$", user.username):
-        check.fail("default_user.username", "must be 2-63 lower-case letters, digits, '.', '_' or '-'")
-    if not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", user.email):
+    if not identifiers.is_username(user.username):
+        check.fail("default_user.username", f"must be {identifiers.USERNAME_RULE}")
+    if not identifiers.is_email(user.email):
         check.fail("default_user.email", "must be an email address")
     for index, step in enumerate(profile.setup_steps):
         key = f"setup_steps[{index}]"
-        if not re.match(r"^[a-z_][a-z0-9_]*$", step.script) or not (project.scripts_dir / f"{step.script}.py").is_file():
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", step.script) or not (project.scripts_dir / f"{step.script}.py").is_file():
             check.fail(f"{key}.script", f"names no script in scripts/ ({step.script!r})")
         for arg in step.args:
             for _, placeholder, _, _ in string.Formatter().parse(arg):

@@ -5,7 +5,7 @@ Precedence (highest first):
 1. the user's `preferences` JSONB in their own environment's database;
 2. the generic `config/PIPER.md`, parsed into named sections.
 
-The two are deep-merged (services.user_data.deep_merge): where both hold an object the keys merge,
+The two are deep-merged (services.users.documents.deep_merge): where both hold an object the keys merge,
 anywhere else the user's value wins. Each PIPER.md section `## Some Heading` becomes the key
 `some_heading` holding `{"title": "Some Heading", "text": "<the section's markdown>"}`, so a user
 may override one aspect of a section (`{"personality": {"tone": "dry"}}`) and keep the rest.
@@ -33,11 +33,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from services import user_data
 from services.errors import PiperError
 from services.profiles import Profile
 from services.project import Project
-from services.users import table_for, user_data_connection
+from services.users import documents
+from services.users.store import table_for, user_data_connection
 
 _HEADING = re.compile(r"^##\s+(.+?)\s*#*\s*$")
 
@@ -117,7 +117,7 @@ class UserContextService:
                 f"the preferences of {username!r} in {self.profile.name} are not a JSON object; repair them with "
                 "migrate_personal_data.py or an import"
             )
-        context = user_data.deep_merge(generic, preferences)
+        context = documents.deep_merge(generic, preferences)
         with self._lock:
             self._cache[username] = _Entry(version, signature, context)
         return copy.deepcopy(context)
@@ -129,7 +129,7 @@ class UserContextService:
 
         if not isinstance(changes, dict):
             raise UserContextError("preference changes must be a JSON object")
-        user_data.check_storable(changes, "$")
+        documents.check_storable(changes, "$")
         self.invalidate(username)
         table = sql.Identifier(table_for(self.profile))
         with user_data_connection(self.profile, self.project, acting_user=username, role="app") as conn:
@@ -137,7 +137,7 @@ class UserContextService:
                                (username,)).fetchone()
             if row is None:
                 raise UserContextError(f"no user {username!r} in environment {self.profile.name}")
-            merged = user_data.deep_merge(row[0], changes)
+            merged = documents.deep_merge(row[0], changes)
             conn.execute(sql.SQL("UPDATE {} SET preferences = %s, updated_at = clock_timestamp() WHERE username = %s")
                          .format(table), (Jsonb(merged), username))
         self.invalidate(username)

@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services import environments
+from services import credentials
+from services.environments import setup as env_setup
+from services.environments import steps as env_steps
 from services.errors import PiperError
 from services.postgres import data_dirs, servers
 from services.profiles import Profile, load_profile, load_profiles
@@ -86,14 +88,14 @@ def run_script_step(name: str, argv: list[str]) -> int:
     return int(importlib.import_module(f"scripts.{name}").main(argv))
 
 
-def set_up(profile: Profile, project: Project, data_file: str | None = None) -> environments.SetupReport:
+def set_up(profile: Profile, project: Project, data_file: str | None = None) -> env_setup.SetupReport:
     """Run `invoke setup`'s two halves for a profile in a temporary project."""
     old = os.environ.get("PIPER_ROOT")
     os.environ["PIPER_ROOT"] = str(project.root)
     try:
-        plan = environments.plan_setup_steps(profile, project, data_file)
-        report = environments.setup_environment(profile, project)
-        environments.run_setup_steps(plan, run_script_step)
+        plan = env_steps.plan_setup_steps(profile, project, data_file)
+        report = env_setup.setup_environment(profile, project)
+        env_steps.run_setup_steps(plan, run_script_step)
     finally:
         if old is None:
             os.environ.pop("PIPER_ROOT", None)
@@ -240,7 +242,7 @@ def hosted(other_project: Project, tmp_path_factory: pytest.TempPathFactory) -> 
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
                     "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(certs / "server.key"),
                     "-out", str(certs / "server.crt")], check=True, capture_output=True)
-    admin = connection.target(profile, project, "admin", dbname="postgres")
+    admin = credentials.target(profile, project, "admin", dbname="postgres")
     with connection.connect(admin, autocommit=True) as conn:
         conn.execute("CREATE DATABASE piper_production OWNER piper_owner")
     proxy = TLSProxy(("127.0.0.1", server.port), certs / "server.crt", certs / "server.key", free_port())
@@ -254,7 +256,7 @@ def hosted(other_project: Project, tmp_path_factory: pytest.TempPathFactory) -> 
     saved = {key: os.environ.get(key) for key in urls}
     os.environ.update(urls)
     try:
-        environments.setup_environment(production, project, allow_branch_mismatch=True)
+        env_setup.setup_environment(production, project, allow_branch_mismatch=True)
     finally:
         for key, value in saved.items():
             if value is None:

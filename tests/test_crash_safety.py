@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from services import envfile
+from services import credentials, envfile
 from services.database import connection
 from services.postgres import servers
 from services.profiles import load_profile
@@ -38,7 +38,7 @@ def test_setup_killed_at_any_moment_is_finished_by_the_next_setup(project: Proje
     again = run_cli([*INVOKE, "setup", "--env", "tester"], project)
     assert again.returncode == 0, again.stderr
     profile = load_profile("tester", project)
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         assert conn.execute("SELECT value FROM piper_metadata").fetchall() == [("tester",)]
         assert conn.execute("SELECT username FROM alpha_users").fetchall() == [("tester123",)]
     # No half-made data directory is left beside the real one.
@@ -57,7 +57,7 @@ def test_an_import_killed_midway_leaves_all_or_nothing(alpha_env, tester, tmp_pa
     t_profile, t_project = tester
     big = {f"k{i}": {"text": "ü✓" * 300 + str(i), "n": list(range(30))} for i in range(9000)}
     assert create_test_alpha_user.main(["--username", "fake.crash", "--env", "alpha"]) == 0
-    with connection.connect(connection.target(a_profile, a_project, "owner")) as conn:
+    with connection.connect(credentials.target(a_profile, a_project, "owner")) as conn:
         conn.execute("UPDATE alpha_users SET preferences = %s WHERE username = 'fake.crash'", (Jsonb(big),))
         conn.commit()
     document = tmp_path / "crash.json"
@@ -65,14 +65,14 @@ def test_an_import_killed_midway_leaves_all_or_nothing(alpha_env, tester, tmp_pa
                       str(document), "--env", "alpha"], a_project)
     assert export.returncode == 0, export.stderr
     for after in (0.3, 0.45, 0.6, 0.75, 0.9, 1.2):
-        with connection.connect(connection.target(t_profile, t_project, "owner")) as conn:
+        with connection.connect(credentials.target(t_profile, t_project, "owner")) as conn:
             conn.execute("DELETE FROM alpha_users WHERE username = 'fake.crash'")
             conn.commit()
         run = subprocess.Popen([sys.executable, "scripts/import_user_data.py", "--username", "fake.crash", "--data",
                                 str(document), "--yes", "--env", "tester"], cwd=REPO, env=cli_env(t_project),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _kill_tree(run, after)
-        with connection.connect(connection.target(t_profile, t_project, "owner")) as conn:
+        with connection.connect(credentials.target(t_profile, t_project, "owner")) as conn:
             row = conn.execute("SELECT preferences FROM alpha_users WHERE username = 'fake.crash'").fetchone()
             events = conn.execute("SELECT count(*) FROM user_data_events WHERE username = 'fake.crash' "
                                   "AND event = 'import' AND occurred_at > now() - interval '5 seconds'").fetchone()[0]
@@ -82,5 +82,5 @@ def test_an_import_killed_midway_leaves_all_or_nothing(alpha_env, tester, tmp_pa
     final = run_cli([sys.executable, "scripts/import_user_data.py", "--username", "fake.crash", "--data",
                      str(document), "--yes", "--env", "tester"], t_project)
     assert final.returncode == 0, final.stderr
-    with connection.connect(connection.target(t_profile, t_project, "owner")) as conn:
+    with connection.connect(credentials.target(t_profile, t_project, "owner")) as conn:
         assert conn.execute("SELECT preferences FROM alpha_users WHERE username = 'fake.crash'").fetchone()[0] == big

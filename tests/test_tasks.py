@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from services import envfile
+from services import credentials, envfile
 from services.profiles import load_profile
 from services.project import Project
 from tests.conftest import INVOKE, REPO, cli_env, run_cli
@@ -112,7 +111,7 @@ def test_two_setups_at_once_both_succeed_and_create_one_server(project: Project)
     profile = load_profile("alpha", project)
     from services.database import connection
 
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         assert conn.execute("SELECT count(*) FROM alpha_users").fetchone() == (1,)
 
 
@@ -130,7 +129,7 @@ def test_setups_of_three_environments_at_once_keep_every_password(project: Proje
     from services.database import connection
 
     for name in ("dev", "alpha", "tester"):  # and each password opens its own database
-        with connection.connect(connection.target(load_profile(name, project), project, "app")) as conn:
+        with connection.connect(credentials.target(load_profile(name, project), project, "app")) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == (f"piper_{name}",)
 
 

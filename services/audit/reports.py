@@ -7,6 +7,7 @@ from typing import Any
 from services.audit.runner import AuditReport
 from services.audit.scanner import Finding
 
+
 def report_json(report: AuditReport) -> dict[str, Any]:
     """Return the report as JSON-ready data (matches redacted)."""
     return {

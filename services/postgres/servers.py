@@ -3,7 +3,7 @@
 Each environment has its own data directory, port and private socket directory. The server
 listens on loopback and the socket only, with scram-sha-256 passwords; no secret is ever passed
 in a process argument or a child's environment. When piper-ops runs as root, the server and its
-tools run as an unprivileged account (services.postgres.accounts). The data directory itself is
+tools run as an unprivileged account (services.postgres.server_account). The data directory itself is
 made and removed by services.postgres.data_dirs.
 """
 
@@ -23,14 +23,12 @@ from pathlib import Path
 
 from services.errors import ClusterError
 from services.files import write_atomic
-from services.postgres import accounts, binaries
+from services.postgres import binaries, server_account
 from services.profiles import Profile
 from services.project import Project
 
 log = logging.getLogger(__name__)
 
-#: The superuser of every cluster piper-ops makes.
-SUPERUSER = "piper_admin"
 SERVER_LOG = "piper-server.log"
 CONFIG_FILE = "piper.conf"
 #: The socket directory inside the data directory, when the path is short enough for a socket.
@@ -53,7 +51,7 @@ class Server:
     socket_dir: Path
     port: int
     listen_addresses: str
-    account: accounts.Account | None
+    account: server_account.Account | None
     server_kind: str = "embedded"
 
     @property
@@ -81,7 +79,7 @@ def locate(profile: Profile, project: Project) -> Server:
     isolation check, the tests' clean-up) uses it.
     """
     _refuse_hosted(profile)
-    account = accounts.find_account() if accounts.needed() else None
+    account = server_account.find_account() if server_account.needed() else None
     return _server(profile, project, account, binaries.locate(profile, account))
 
 
@@ -93,7 +91,7 @@ def prepare(profile: Profile, project: Project) -> Server:
     and teardown, which may start the server, use it.
     """
     _refuse_hosted(profile)
-    account = accounts.ensure_account() if accounts.needed() else None
+    account = server_account.ensure_account() if server_account.needed() else None
     return _server(profile, project, account, binaries.prepare(profile, account))
 
 
@@ -102,7 +100,7 @@ def _refuse_hosted(profile: Profile) -> None:
         raise ClusterError(f"environment {profile.name!r} is hosted; piper-ops does not run its server")
 
 
-def _server(profile: Profile, project: Project, account: accounts.Account | None, bin_dir: Path) -> Server:
+def _server(profile: Profile, project: Project, account: server_account.Account | None, bin_dir: Path) -> Server:
     project_dir = project.root / profile.database.data_dir
     data_dir = Path(os.path.realpath(project_dir))
     return Server(

@@ -17,7 +17,8 @@ import shutil
 import time
 from pathlib import Path
 
-from services.postgres import accounts, servers
+from services.database.roles import SUPERUSER
+from services.postgres import server_account, servers
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +110,9 @@ def _make_template(server: servers.Server, base: Path) -> None:
         pwfile.write_text(password + "\n")
         os.chmod(pwfile, 0o600)
         if server.account is not None:
-            accounts.chown_tree(staging, server.account)
+            server_account.chown_tree(staging, server.account)
         servers.run_tool(server, [
-            "initdb", "-D", str(data), f"--username={servers.SUPERUSER}", f"--pwfile={pwfile}",
+            "initdb", "-D", str(data), f"--username={SUPERUSER}", f"--pwfile={pwfile}",
             "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-instructions",
         ], what="initdb")
         pwfile.unlink()
@@ -122,7 +123,7 @@ def _make_template(server: servers.Server, base: Path) -> None:
         os.chmod(data / INITIAL_PASSWORD_FILE, 0o600)
         (staging / ".complete").write_text(_TEMPLATE_FORMAT)
         if server.account is not None:
-            accounts.chown_tree(staging, server.account)
+            server_account.chown_tree(staging, server.account)
         os.rename(staging, base)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -132,7 +133,7 @@ def _make_template(server: servers.Server, base: Path) -> None:
 def _template_root(server: servers.Server) -> Path:
     """Where template clusters are kept: /var/lib/piper-ops when root, else the user's cache."""
     if server.account is not None:
-        return accounts.runtime_dir("templates")
+        return server_account.runtime_dir("templates")
     configured = os.environ.get("PIPER_TEMPLATE_CACHE")
     cache = Path(configured) if configured else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "piper-ops" / "templates"
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from scripts import test_user_data_isolation as isolation_script
-from services import envfile
+from services import credentials, envfile
 from services.database import connection
 from services.postgres import servers
 from services.profiles import load_profile
@@ -19,7 +19,7 @@ from tests.conftest import INVOKE, run_cli, set_up
 
 
 def _owner(project: Project, env: str = "alpha"):
-    return connection.connect(connection.target(load_profile(env, project), project, "owner"))
+    return connection.connect(credentials.target(load_profile(env, project), project, "owner"))
 
 
 def _usernames(project: Project) -> list[str]:
@@ -61,7 +61,7 @@ def test_disabled_row_level_security_fails_and_temporary_users_are_still_removed
 
 
 def test_an_application_role_that_may_bypass_rls_fails(alpha_only, capsys) -> None:
-    admin = connection.target(load_profile("alpha", alpha_only), alpha_only, "admin", dbname="postgres")
+    admin = credentials.target(load_profile("alpha", alpha_only), alpha_only, "admin", dbname="postgres")
     with connection.connect(admin, autocommit=True) as conn:
         conn.execute("ALTER ROLE piper_app BYPASSRLS")
     assert isolation_script.main(["--env", "alpha"]) == 1

@@ -17,10 +17,12 @@ from scripts import (
     export_user_data,
     import_user_data,
 )
+from services import credentials
 from services.database import connection
 from services.profiles import Profile
 from services.project import Project
 from services.user_context_service import UserContextService
+from services.users import documents, exports, imports, store
 from tests.conftest import cli_env, run_cli
 
 HOSTILE = {
@@ -36,13 +38,13 @@ HOSTILE = {
 def _set_prefs(profile: Profile, project: Project, username: str, prefs: dict, table: str = "alpha_users") -> None:
     from psycopg.types.json import Jsonb
 
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         conn.execute(f"UPDATE {table} SET preferences = %s WHERE username = %s", (Jsonb(prefs), username))
         conn.commit()
 
 
 def _row(profile: Profile, project: Project, username: str, table: str = "alpha_users"):
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         return conn.execute(f"SELECT email, preferences FROM {table} WHERE username = %s", (username,)).fetchone()
 
 
@@ -74,7 +76,7 @@ def test_export_is_a_self_describing_document_on_stdout_with_messages_on_stderr(
     assert document["payload"]["user"]["username"] == name and "password_hash" not in document["payload"]["user"]
     assert document["payload"]["preferences"] == HOSTILE
     assert len(document["checksum"]["value"]) == 64 and document["exported_at"]
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         events = conn.execute("SELECT checksum, environment FROM user_data_events WHERE username = %s AND event = 'export'",
                               (name,)).fetchall()
     assert events == [(document["checksum"]["value"], "alpha")]
@@ -103,12 +105,12 @@ def test_round_trip_alpha_to_tester_and_back_keeps_every_value(alpha_env, tester
     assert json.loads(again.stdout)["payload"]["preferences"] == HOSTILE
     assert json.loads(again.stdout)["source"]["environment"] == "tester"
     # Importing the same file twice changes nothing the second time.
-    with connection.connect(connection.target(t_profile, t_project, "owner")) as conn:
+    with connection.connect(credentials.target(t_profile, t_project, "owner")) as conn:
         before = conn.execute("SELECT updated_at FROM alpha_users WHERE username = %s", (name,)).fetchone()
         count = conn.execute("SELECT count(*) FROM user_data_events WHERE event = 'import'").fetchone()
     assert import_user_data.main(["--username", name, "--data", str(path), "--yes", "--env", "tester"]) == 0
     assert "already holds this data; nothing changed" in capsys.readouterr().out
-    with connection.connect(connection.target(t_profile, t_project, "owner")) as conn:
+    with connection.connect(credentials.target(t_profile, t_project, "owner")) as conn:
         assert conn.execute("SELECT updated_at FROM alpha_users WHERE username = %s", (name,)).fetchone() == before
         assert conn.execute("SELECT count(*) FROM user_data_events WHERE event = 'import'").fetchone() == count
         recorded = conn.execute("SELECT source_environment, checksum, actor FROM user_data_events "
@@ -186,7 +188,7 @@ def test_delete_exports_first_asks_and_can_be_undone_by_import(alpha_env, export
     assert _row(profile, project, name) is None
     saved = sorted((project.root / "private" / "deleted-users" / "alpha").glob(f"{name}-*.json"))
     assert len(saved) == 1 and stat.S_IMODE(saved[0].stat().st_mode) == 0o600
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         leftovers = conn.execute("SELECT count(*) FROM user_data_events WHERE username = %s", (name,)).fetchone()
         deletion = conn.execute("SELECT username, username_sha256 FROM user_data_events WHERE event = 'delete' "
                                 "ORDER BY id DESC LIMIT 1").fetchone()
@@ -208,7 +210,7 @@ def test_import_into_production_creates_an_invitation_that_works_once(alpha_env,
     out = capsys.readouterr().out
     row = _row(p_profile, p_project, name, table="users")
     assert row == (email, HOSTILE)
-    with connection.connect(connection.target(p_profile, p_project, "owner")) as conn:
+    with connection.connect(credentials.target(p_profile, p_project, "owner")) as conn:
         assert conn.execute("SELECT password_hash FROM users WHERE username = %s", (name,)).fetchone() == (None,)
         hashes = [r[0] for r in conn.execute("SELECT token_hash FROM user_invitations i JOIN users u ON u.id = i.user_id "
                                              "WHERE u.username = %s", (name,))]
@@ -220,7 +222,7 @@ def test_import_into_production_creates_an_invitation_that_works_once(alpha_env,
     assert f"To: {email}" in text and len(hashes) == 1 and token not in hashes[0] and len(hashes[0]) == 64
     monkeypatch.setattr(sys, "stdin", io.StringIO(f"{token}\na-long-enough-password\n"))
     assert accept_invitation.main(["--password-stdin", "--env", "production"]) == 0
-    with connection.connect(connection.target(p_profile, p_project, "owner")) as conn:
+    with connection.connect(credentials.target(p_profile, p_project, "owner")) as conn:
         stored = conn.execute("SELECT password_hash FROM users WHERE username = %s", (name,)).fetchone()[0]
     assert stored.startswith("$argon2id$") and "a-long-enough-password" not in stored
     monkeypatch.setattr(sys, "stdin", io.StringIO("another-long-password\n"))
@@ -241,7 +243,7 @@ def test_an_expired_invitation_is_refused(alpha_env, exported, production_env, c
     capsys.readouterr()
     token = sorted((p_project.root / "outbox").glob(f"invitation-{name}-*.eml"))[-1].read_text().split(
         "one-time token when it asks:")[1].split()[0]
-    with connection.connect(connection.target(p_profile, p_project, "owner")) as conn:
+    with connection.connect(credentials.target(p_profile, p_project, "owner")) as conn:
         conn.execute("UPDATE user_invitations SET expires_at = now() - interval '1 minute'")
         conn.commit()
     monkeypatch.setattr(sys, "stdin", io.StringIO("a-long-enough-password\n"))
@@ -273,20 +275,20 @@ def test_context_of_an_imported_user_carries_their_preferences(alpha_env, tester
 
 
 def test_replacing_from_a_partial_export_keeps_the_keys_it_does_not_carry(alpha_env, tester, monkeypatch, tmp_path) -> None:
-    from services import users
+
 
     a_profile, a_project = alpha_env
     t_profile, t_project = tester
     assert create_test_alpha_user.main(["--username", "fake.partial", "--env", "alpha"]) == 0
     _set_prefs(a_profile, a_project, "fake.partial", {"a": "from alpha", "b": 2})
     (into := tmp_path / "partial.json").touch()
-    users.export_user(a_profile, a_project, "fake.partial", keys=["a"], into=into)
+    exports.export_user(a_profile, a_project, "fake.partial", keys=["a"], into=into)
     document = into.read_bytes()
     monkeypatch.setenv("PIPER_ROOT", str(t_project.root))
     assert create_test_alpha_user.main(["--username", "fake.partial", "--env", "tester"]) == 0
     _set_prefs(t_profile, t_project, "fake.partial", {"a": "old", "b": "kept", "c": "kept too"})
-    plan = users.plan_import(t_profile, t_project, document, "partial.json", "fake.partial", None, "replace")
-    users.apply_import(t_profile, t_project, plan)
+    plan = imports.plan_import(t_profile, t_project, document, "partial.json", "fake.partial", None, "replace")
+    imports.apply_import(t_profile, t_project, plan)
     assert _row(t_profile, t_project, "fake.partial")[1] == {"a": "from alpha", "b": "kept", "c": "kept too"}
 
 
@@ -301,7 +303,7 @@ def _new_user(name: str) -> str:
 
 
 def test_the_psql_export_and_the_driver_export_carry_the_same_bytes(alpha_env, tmp_path) -> None:
-    from services import user_data, users
+
 
     profile, project = alpha_env
     name = _new_user("xfer-same-bytes")
@@ -309,18 +311,18 @@ def test_the_psql_export_and_the_driver_export_carry_the_same_bytes(alpha_env, t
     for keys in (None, ["unit\x1fseparator", "a.b.c"]):
         into = tmp_path / "fast.json"
         into.touch()
-        size, fast_sum = users.export_user(profile, project, name, keys, into=into)  # local: through psql
+        size, fast_sum = exports.export_user(profile, project, name, keys, into=into)  # local: through psql
         fast = into.read_bytes()
         assert size == len(fast)
-        with users.user_data_connection(profile, project, acting_user=name) as conn:
-            driver, driver_sum = users._export(conn, profile, name, keys)
-        one, two = user_data.parse_export(fast, "psql"), user_data.parse_export(driver, "driver")
+        with store.user_data_connection(profile, project, acting_user=name) as conn:
+            driver, driver_sum = exports.export_in_transaction(conn, profile, name, keys)
+        one, two = documents.parse_export(fast, "psql"), documents.parse_export(driver, "driver")
         assert fast_sum == driver_sum == one.checksum == two.checksum
         assert one.payload_json == two.payload_json and one.schema_revision == two.schema_revision
         expected = {**HOSTILE, **SEPARATORS} if keys is None else {k: SEPARATORS.get(k, HOSTILE.get(k)) for k in keys}
         assert one.preferences == expected
         # Both are recorded alike: who, where, the checksum, and how many bytes left the database.
-        with connection.connect(connection.target(profile, project, "owner")) as conn:
+        with connection.connect(credentials.target(profile, project, "owner")) as conn:
             rows = conn.execute("SELECT actor, environment, checksum, details FROM user_data_events "
                                 "WHERE username = %s AND event = 'export' ORDER BY occurred_at DESC, id DESC LIMIT 2",
                                 (name,)).fetchall()
@@ -382,7 +384,7 @@ def test_an_export_racing_a_delete_waits_for_it_then_finds_no_user_and_records_n
     name = _new_user("xfer-race-delete")
     _set_prefs(profile, project, name, HOSTILE)
     out = tmp_path / "out.json"
-    with connection.connect(connection.target(profile, project, "owner")) as deleting:
+    with connection.connect(credentials.target(profile, project, "owner")) as deleting:
         deleting.execute("DELETE FROM alpha_users WHERE username = %s", (name,))  # not committed yet
         export = subprocess.Popen([sys.executable, "scripts/export_user_data.py", "--username", name, "--env", "alpha",
                                    "--output", str(out)], cwd=Path(__file__).resolve().parents[2], env=cli_env(project),
@@ -393,5 +395,5 @@ def test_an_export_racing_a_delete_waits_for_it_then_finds_no_user_and_records_n
     _, errors = export.communicate(timeout=120)
     assert export.returncode == 2 and f"no user {name!r} in environment alpha" in errors
     assert not out.exists()
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         assert conn.execute("SELECT count(*) FROM user_data_events WHERE username = %s", (name,)).fetchone() == (0,)

@@ -9,18 +9,19 @@ from pathlib import Path
 import pytest
 
 from scripts import create_test_alpha_user, migrate_personal_data
+from services import credentials
 from services.database import connection
 from tests.conftest import INVOKE, run_cli
 
 
 def _prefs(profile, project, username: str):
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         row = conn.execute("SELECT preferences FROM alpha_users WHERE username = %s", (username,)).fetchone()
     return row[0] if row else None
 
 
 def _events(profile, project, username: str, event: str) -> list[tuple]:
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         return conn.execute("SELECT source, checksum, actor, environment FROM user_data_events "
                             "WHERE username = %s AND event = %s ORDER BY id", (username, event)).fetchall()
 
@@ -51,7 +52,7 @@ def test_data_file_is_deep_merged_recorded_and_not_applied_twice(alpha_env, fake
     events = _events(profile, project, fake_user, "migrate")
     assert [len(e[1]) for e in events] == [64, 64] and events[0][3] == "alpha"
     # The user changes a preference; running the same file again must not undo it.
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         conn.execute("UPDATE alpha_users SET preferences = preferences || '{\"tone\": \"chosen-later\"}' WHERE username = %s",
                      (fake_user,))
         conn.commit()

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services import db_backups, environments
+from services import credentials, db_backups
 from services.database import connection
+from services.environments import lifecycle
 from services.errors import (
     ClusterError,
     ConfirmationRequired,
@@ -23,12 +24,12 @@ from tests.conftest import INVOKE, run_cli, set_up
 
 
 def _notes(profile, project) -> list[tuple]:
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         return conn.execute("SELECT username, notes FROM alpha_users ORDER BY username").fetchall()
 
 
 def _set_notes(profile, project, text: str) -> None:
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         conn.execute("UPDATE alpha_users SET notes = %s", (text,))
         conn.commit()
 
@@ -43,20 +44,20 @@ def tester_env(project: Project):
 def test_backup_then_restore_brings_the_data_back_and_keeps_what_was_replaced(tester_env) -> None:
     profile, project = tester_env
     _set_notes(profile, project, "version one")
-    taken = environments.backup_environment(profile, project).archive
+    taken = lifecycle.backup_environment(profile, project).archive
     assert stat.S_IMODE(taken.stat().st_mode) == 0o600 and stat.S_IMODE(taken.parent.stat().st_mode) == 0o700
     assert [b.path for b in db_backups.list_backups(profile, project)] == [taken]
     _set_notes(profile, project, "version two")
     with pytest.raises(ConfirmationRequired):
-        environments.restore_environment(profile, project, taken, confirmed=False)
-    result = environments.restore_environment(profile, project, taken, confirmed=True)
+        lifecycle.restore_environment(profile, project, taken, confirmed=False)
+    result = lifecycle.restore_environment(profile, project, taken, confirmed=True)
     assert _notes(profile, project) == [("tester123", "version one")]
     # What the restore replaced was backed up first, and that backup holds "version two".
     assert result.backup_before != taken and result.backup_before.exists()
-    environments.restore_environment(profile, project, result.backup_before, confirmed=True)
+    lifecycle.restore_environment(profile, project, result.backup_before, confirmed=True)
     assert _notes(profile, project) == [("tester123", "version two")]
     # The restored database keeps its stamp, its row-level security and the app role's limits.
-    with connection.connect(connection.target(profile, project, "app")) as conn:
+    with connection.connect(credentials.target(profile, project, "app")) as conn:
         assert conn.execute("SELECT count(*) FROM alpha_users").fetchone() == (0,)
         assert conn.execute("SELECT value FROM piper_metadata").fetchone() == ("tester",)
 
@@ -64,12 +65,12 @@ def test_backup_then_restore_brings_the_data_back_and_keeps_what_was_replaced(te
 def test_a_damaged_archive_changes_nothing(tester_env, tmp_path) -> None:
     profile, project = tester_env
     _set_notes(profile, project, "still here")
-    good = environments.backup_environment(profile, project).archive
+    good = lifecycle.backup_environment(profile, project).archive
     damaged = tmp_path / "tester-piper_tester-20260101T000000000000Z.dump"
     raw = good.read_bytes()
     damaged.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(PiperError):
-        environments.restore_environment(profile, project, damaged, confirmed=True)
+        lifecycle.restore_environment(profile, project, damaged, confirmed=True)
     assert _notes(profile, project) == [("tester123", "still here")]
 
 
@@ -77,13 +78,13 @@ def test_an_archive_of_another_environment_is_refused_unless_named(project: Proj
     alpha, tester = load_profile("alpha", project), load_profile("tester", project)
     set_up(alpha, project)
     set_up(tester, project)
-    archive = environments.backup_environment(alpha, project).archive
+    archive = lifecycle.backup_environment(alpha, project).archive
     with pytest.raises(EnvironmentMismatchError, match="is a backup of environment 'alpha', not 'tester'; pass --from-env alpha"):
-        environments.restore_environment(tester, project, archive, confirmed=True)
+        lifecycle.restore_environment(tester, project, archive, confirmed=True)
     assert _notes(tester, project) == [("tester123", None)]
-    environments.restore_environment(tester, project, archive, from_env="alpha", confirmed=True)
+    lifecycle.restore_environment(tester, project, archive, from_env="alpha", confirmed=True)
     assert _notes(tester, project) == [("alfy", None)]
-    with connection.connect(connection.target(tester, project, "owner")) as conn:
+    with connection.connect(credentials.target(tester, project, "owner")) as conn:
         assert conn.execute("SELECT value FROM piper_metadata").fetchone() == ("tester",)
 
 
@@ -94,7 +95,7 @@ def test_rotation_keeps_the_policy_and_never_the_newest(tester_env) -> None:
     for day in range(20):  # twenty daily archives from January
         moment = start + timedelta(days=day)
         (folder / f"tester-piper_tester-{moment:%Y%m%dT%H%M%S%f}Z.dump").write_bytes(b"old")
-    result = environments.backup_environment(profile, project)
+    result = lifecycle.backup_environment(profile, project)
     kept = db_backups.list_backups(profile, project)
     assert kept[0].path == result.archive
     policy = profile.backups
@@ -107,11 +108,11 @@ def test_restore_without_backups_and_protected_environments_are_refused(project:
     tester = load_profile("tester", project)
     set_up(tester, project)
     with pytest.raises(UsageError, match="has no backups in backups/tester/"):
-        environments.restore_environment(tester, project, confirmed=True)
+        lifecycle.restore_environment(tester, project, confirmed=True)
     with pytest.raises(PiperError, match="is protected"):
-        environments.restore_environment(load_profile("production", project), project, confirmed=True)
+        lifecycle.restore_environment(load_profile("production", project), project, confirmed=True)
     with pytest.raises(ClusterError, match="hosted"):
-        environments.backup_environment(load_profile("production", project), project)
+        lifecycle.backup_environment(load_profile("production", project), project)
 
 
 def test_the_tasks_back_up_list_and_restore(tester_env) -> None:

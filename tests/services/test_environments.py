@@ -8,8 +8,11 @@ import subprocess
 
 import pytest
 
-from services import envfile, environments, migrations
+from services import credentials, envfile, migrations
 from services.database import connection
+from services.environments import lifecycle
+from services.environments import setup as env_setup
+from services.environments import status as env_status
 from services.errors import (
     ConfirmationRequired,
     EnvironmentMismatchError,
@@ -25,7 +28,7 @@ HEAD = migrations.head_revision(Project(CODE_ROOT))
 
 
 def _query(profile, project, sql: str, role: str = "owner"):
-    with connection.connect(connection.target(profile, project, role)) as conn:  # type: ignore[arg-type]
+    with connection.connect(credentials.target(profile, project, role)) as conn:  # type: ignore[arg-type]
         return conn.execute(sql).fetchall()
 
 
@@ -54,7 +57,7 @@ def test_the_application_role_cannot_change_the_stamp(alpha_env) -> None:
     import psycopg
 
     profile, project = alpha_env
-    with connection.connect(connection.target(profile, project, "app")) as conn:
+    with connection.connect(credentials.target(profile, project, "app")) as conn:
         assert conn.execute("SELECT value FROM piper_metadata").fetchall() == [("alpha",)]
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("UPDATE piper_metadata SET value = 'dev'")
@@ -82,7 +85,7 @@ def test_three_environments_side_by_side_never_share_anything(project: Project) 
         rows = _query(profile, project, "SELECT current_database(), (SELECT value FROM piper_metadata), "
                                         "(SELECT string_agg(username, ',') FROM alpha_users)")
         assert rows == [(profile.database.name, profile.name, profile.default_user.username)]
-    statuses = {s.name: s for s in environments.environment_statuses(project)}
+    statuses = {s.name: s for s in env_status.environment_statuses(project)}
     assert all(statuses[p.name].running and statuses[p.name].users == 1 for p in profiles)
     assert statuses["tester"].selected  # the last setup selects its environment
 
@@ -106,17 +109,17 @@ def test_a_database_stamped_for_another_environment_is_refused(project: Project)
 
 def test_teardown_refuses_protected_and_unconfirmed_then_removes_everything(project: Project) -> None:
     with pytest.raises(PiperError, match="protected"):
-        environments.teardown_environment(load_profile("production", project), project, confirmed=True)
+        lifecycle.teardown_environment(load_profile("production", project), project, confirmed=True)
     profile = load_profile("tester", project)
     set_up(profile, project)
     server = servers.locate(profile, project)
     with pytest.raises(ConfirmationRequired):
-        environments.teardown_environment(profile, project, confirmed=False)
+        lifecycle.teardown_environment(profile, project, confirmed=False)
     assert servers.state(server).running
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         conn.execute("UPDATE alpha_users SET notes = 'kept in the backup' WHERE username = 'tester123'")
         conn.commit()
-    result = environments.teardown_environment(profile, project, confirmed=True)
+    result = lifecycle.teardown_environment(profile, project, confirmed=True)
     removed = result.data_dir
     assert removed == server.project_data_dir
     assert not removed.exists() and not removed.is_symlink() and not server.data_dir.exists()
@@ -134,19 +137,19 @@ def test_branch_guard_warns_by_default_and_refuses_when_the_profile_says_so(tmp_
     project = make_project(tmp_path / "proj", {"tester": {"branch_policy": "refuse"}})
     subprocess.run(["git", "init", "-q", "-b", "main", str(project.root)], check=True)
     alpha, tester = load_profile("alpha", project), load_profile("tester", project)
-    warning = environments.check_branch(alpha, project, allow_mismatch=False)
+    warning = env_setup.check_branch(alpha, project, allow_mismatch=False)
     assert warning is not None and "branch 'main'" in warning and "expects 'production'" in warning
     with pytest.raises(PiperError, match="pass --allow-branch-mismatch"):
-        environments.setup_environment(tester, project)
+        env_setup.setup_environment(tester, project)
     assert not (project.root / "postgres_data" / "tester").exists()
-    assert environments.check_branch(tester, project, allow_mismatch=True) is not None
-    assert environments.check_branch(load_profile("dev", project), project, allow_mismatch=False) is None
+    assert env_setup.check_branch(tester, project, allow_mismatch=True) is not None
+    assert env_setup.check_branch(load_profile("dev", project), project, allow_mismatch=False) is None
     # A detached HEAD (as in CI) is no branch at all: a profile that refuses still refuses.
     git = ["git", "-C", str(project.root), "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
     subprocess.run([*git, "checkout", "-q", "--detach"], check=True)
     with pytest.raises(PiperError, match=r"on branch '\(detached HEAD\)' but environment 'tester' expects"):
-        environments.setup_environment(tester, project)
+        env_setup.setup_environment(tester, project)
 
 
 def test_setup_sets_new_passwords_when_env_file_lost_the_owner_and_app_ones(project: Project) -> None:
@@ -157,7 +160,7 @@ def test_setup_sets_new_passwords_when_env_file_lost_the_owner_and_app_ones(proj
     assert "set the new password of role piper_owner" in report.changes
     assert "set the new password of role piper_app" in report.changes
     for role in ("owner", "app"):
-        with connection.connect(connection.target(profile, project, role)) as conn:  # type: ignore[arg-type]
+        with connection.connect(credentials.target(profile, project, role)) as conn:  # type: ignore[arg-type]
             assert conn.execute("SELECT current_user").fetchone() == (f"piper_{role}",)
     assert set_up(profile, project).changes == []
 
@@ -173,7 +176,7 @@ def test_setup_refuses_when_env_file_lost_the_passwords_and_teardown_still_keeps
     server = servers.locate(profile, project)
     assert servers.state(server).initialized
     # The way out: teardown, which cannot dump without a password, archives the files instead.
-    result = environments.teardown_environment(profile, project, confirmed=True)
+    result = lifecycle.teardown_environment(profile, project, confirmed=True)
     assert result.backup is not None and result.backup.name.endswith(".tar.gz")
     assert stat.S_IMODE(result.backup.stat().st_mode) == 0o600
     with tarfile.open(result.backup) as archive:
@@ -185,14 +188,14 @@ def test_setup_refuses_when_env_file_lost_the_passwords_and_teardown_still_keeps
 def test_hosted_production_without_its_url_stops_before_touching_anything(project: Project) -> None:
     profile = load_profile("production", project)
     with pytest.raises(UsageError, match="PIPER_PRODUCTION_DATABASE_URL is not set"):
-        environments.setup_environment(profile, project)
+        env_setup.setup_environment(profile, project)
     assert not (project.root / "postgres_data" / "production").exists()
 
 
 def test_hosted_production_refuses_a_plain_connection(project: Project, monkeypatch) -> None:
     monkeypatch.setenv("PIPER_PRODUCTION_DATABASE_URL", "postgresql://u:pw@127.0.0.1:5/piper?sslmode=disable")
     with pytest.raises(UsageError, match="sslmode=disable.*requires TLS"):
-        environments.setup_environment(load_profile("production", project), project)
+        env_setup.setup_environment(load_profile("production", project), project)
 
 
 def test_hosted_production_is_migrated_and_stamped_but_never_provisioned(project: Project, monkeypatch) -> None:
@@ -204,7 +207,7 @@ def test_hosted_production_is_migrated_and_stamped_but_never_provisioned(project
     monkeypatch.setenv("PIPER_PRODUCTION_DATABASE_URL",
                        f"postgresql://piper_owner:{secret}@127.0.0.1:{server.port}/piper_tester")
     with pytest.raises(PiperError) as caught:
-        environments.setup_environment(load_profile("production", project), project, allow_branch_mismatch=True)
+        env_setup.setup_environment(load_profile("production", project), project, allow_branch_mismatch=True)
     # verify-full by default: a server without TLS is refused, and the password never shows.
     assert "SSL" in str(caught.value) or "ssl" in str(caught.value)
     assert secret not in str(caught.value)
@@ -214,7 +217,7 @@ def test_hosted_production_is_migrated_and_stamped_but_never_provisioned(project
 
 def test_status_reports_every_environment(alpha_env) -> None:
     profile, project = alpha_env
-    rows = {row.name: row for row in environments.environment_statuses(project)}
+    rows = {row.name: row for row in env_status.environment_statuses(project)}
     assert sorted(rows) == ["alpha", "dev", "production", "tester"]
     alpha = rows["alpha"]
     users = _query(profile, project, "SELECT count(*) FROM alpha_users")[0][0]
@@ -238,18 +241,18 @@ def test_fixture_projects_are_removed(tmp_path) -> None:
 
 def test_hosted_production_over_tls_is_stamped_and_reported(production_env) -> None:
     profile, project = production_env
-    owner = connection.target(profile, project, "owner")
+    owner = credentials.target(profile, project, "owner")
     assert owner.sslmode == "verify-full"
     with connection.connect(owner) as conn:
         assert conn.execute("SELECT value FROM piper_metadata WHERE key = 'environment'").fetchone() == ("production",)
         assert conn.info.pgconn.ssl_in_use
-    rows = {row.name: row for row in environments.environment_statuses(project)}
+    rows = {row.name: row for row in env_status.environment_statuses(project)}
     assert rows["production"].stamp == "production" and rows["production"].revision == HEAD
     with connection.connect(owner) as conn:
         assert rows["production"].users == conn.execute("SELECT count(*) FROM users").fetchone()[0]
     assert not (project.root / "postgres_data" / "production").exists()
     # A second setup finds everything in place.
-    assert environments.setup_environment(profile, project, allow_branch_mismatch=True).changes[:1] != ["migrated"]
+    assert env_setup.setup_environment(profile, project, allow_branch_mismatch=True).changes[:1] != ["migrated"]
 
 
 def test_hosted_production_refuses_a_server_whose_certificate_it_cannot_verify(production_env, monkeypatch, tmp_path) -> None:
@@ -262,7 +265,7 @@ def test_hosted_production_refuses_a_server_whose_certificate_it_cannot_verify(p
                     "-keyout", str(tmp_path / "other.key"), "-out", str(other)], check=True, capture_output=True)
     monkeypatch.setenv("PIPER_PRODUCTION_DATABASE_URL", url.split("?")[0] + f"?sslrootcert={other}")
     with pytest.raises(PiperError, match="certificate verify failed"):
-        environments.setup_environment(profile, project, allow_branch_mismatch=True)
+        env_setup.setup_environment(profile, project, allow_branch_mismatch=True)
 
 
 def test_teardown_never_deletes_a_directory_that_is_not_its_cluster(project: Project) -> None:
@@ -272,5 +275,5 @@ def test_teardown_never_deletes_a_directory_that_is_not_its_cluster(project: Pro
     stranger.mkdir(parents=True)
     (stranger / "notes.txt").write_text("not a database")
     with pytest.raises(ClusterError, match="is not a PostgreSQL data directory; piper-ops deletes only its own"):
-        environments.teardown_environment(load_profile("tester", project), project, confirmed=True)
+        lifecycle.teardown_environment(load_profile("tester", project), project, confirmed=True)
     assert (stranger / "notes.txt").read_text() == "not a database"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scripts import create_test_alpha_user
+from services import credentials
 from services.database import connection
 from services.errors import ClusterError
 from services.postgres import servers
@@ -16,7 +17,7 @@ from services.user_context_service import (
 
 
 def _set(profile, project, username: str, prefs_sql: str) -> None:
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         conn.execute(f"UPDATE alpha_users SET preferences = {prefs_sql} WHERE username = %s", (username,))
         conn.commit()
 

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from services import user_data
-from services.user_data import UserDataError
+from services.users import documents
+from services.users.documents import UserDataError
 
 
 def test_deep_merge_objects_merge_and_the_incoming_side_wins_elsewhere() -> None:
     base = {"a": {"x": 1, "y": [1, 2]}, "b": "keep", "c": {"deep": {"k": 1}}}
     incoming = {"a": {"y": [3], "z": None}, "c": {"deep": {"j": 2}}, "d": 4}
-    merged = user_data.deep_merge(base, incoming)
+    merged = documents.deep_merge(base, incoming)
     assert merged == {"a": {"x": 1, "y": [3], "z": None}, "b": "keep", "c": {"deep": {"k": 1, "j": 2}}, "d": 4}
     assert base == {"a": {"x": 1, "y": [1, 2]}, "b": "keep", "c": {"deep": {"k": 1}}}  # inputs untouched
-    assert user_data.deep_merge({"a": {"x": 1}}, {"a": "text"}) == {"a": "text"}
+    assert documents.deep_merge({"a": {"x": 1}}, {"a": "text"}) == {"a": "text"}
 
 
 def _write(tmp_path: Path, document: object) -> Path:
@@ -45,43 +45,43 @@ GOOD = {"piper_personal_data": 1, "username": "fake.user", "preferences": {"tone
 )
 def test_a_bad_data_file_is_one_error_naming_the_json_path(tmp_path: Path, document: object, message: str) -> None:
     with pytest.raises(UserDataError) as caught:
-        user_data.load_personal_data(_write(tmp_path, document), "fake.user")
+        documents.load_personal_data(_write(tmp_path, document), "fake.user")
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
 
 
 def test_missing_and_deeply_nested_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UserDataError, match="does not exist"):
-        user_data.load_personal_data(tmp_path / "nope.json", "fake.user")
+        documents.load_personal_data(tmp_path / "nope.json", "fake.user")
     deep: object = "leaf"
-    for _ in range(user_data.MAX_DEPTH + 5):
+    for _ in range(documents.MAX_DEPTH + 5):
         deep = {"k": deep}
     with pytest.raises(UserDataError, match="nests deeper than"):
-        user_data.load_personal_data(_write(tmp_path, {**GOOD, "preferences": deep}), "fake.user")
+        documents.load_personal_data(_write(tmp_path, {**GOOD, "preferences": deep}), "fake.user")
 
 
 def test_export_document_verifies_and_detects_tampering_and_truncation() -> None:
     preferences = {"ünïcode": "✓", "nested": [1, [2, None]], "a.b": {"qu\"ote": 1.5}}
     payload = json.dumps({"user": {"username": "fake.user", "email": "fake.user@example.invalid"},
                           "preferences": preferences, "learning_data": None, "keys": None}, ensure_ascii=False)
-    document, checksum = user_data.build_export(environment="alpha", database="piper_alpha", schema_revision="0002",
+    document, checksum = documents.build_export(environment="alpha", database="piper_alpha", schema_revision="0002",
                                                 payload=[payload.encode()])
-    parsed = user_data.parse_export(document, "doc.json")
+    parsed = documents.parse_export(document, "doc.json")
     assert parsed.checksum == checksum == json.loads(document)["checksum"]["value"]
     assert parsed.preferences == preferences and parsed.payload_json == payload.encode()
     assert parsed.source_environment == "alpha" and parsed.schema_revision == "0002"
     tampered = document.replace("✓".encode(), b"x")
     with pytest.raises(UserDataError, match="does not match its checksum"):
-        user_data.parse_export(tampered, "doc.json")
+        documents.parse_export(tampered, "doc.json")
     with pytest.raises(UserDataError, match="not valid JSON.*cut short"):
-        user_data.parse_export(document[: len(document) // 2], "doc.json")
+        documents.parse_export(document[: len(document) // 2], "doc.json")
     with pytest.raises(UserDataError, match="is not a piper-ops user export"):
-        user_data.parse_export(json.dumps({"users": []}).encode(), "doc.json")
+        documents.parse_export(json.dumps({"users": []}).encode(), "doc.json")
     with pytest.raises(UserDataError, match="format_version 99"):
-        user_data.parse_export(document.replace(b'"format_version": 1', b'"format_version": 99'), "doc.json")
+        documents.parse_export(document.replace(b'"format_version": 1', b'"format_version": 99'), "doc.json")
     with pytest.raises(UserDataError, match="holds NaN"):
-        user_data.parse_export(document.replace(b'"nested": [1', b'"nested": [NaN'), "doc.json")
-    nul = user_data.build_export(environment="alpha", database="d", schema_revision=None,
+        documents.parse_export(document.replace(b'"nested": [1', b'"nested": [NaN'), "doc.json")
+    nul = documents.build_export(environment="alpha", database="d", schema_revision=None,
                                  payload=[payload.replace("✓", "\\u0000").encode()])[0]
     with pytest.raises(UserDataError, match=r"\$\.payload\.preferences\.ünïcode holds a NUL character"):
-        user_data.parse_export(nul, "doc.json")
+        documents.parse_export(nul, "doc.json")

@@ -7,11 +7,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from services.postgres import accounts, servers
+from services.postgres import server_account, servers
 from services.profiles import load_profile
 
 
-@pytest.mark.skipif(not accounts.needed(), reason="the unprivileged-account path is taken only as root")
+@pytest.mark.skipif(not server_account.needed(), reason="the unprivileged-account path is taken only as root")
 def test_as_root_a_virtualenv_in_a_closed_home_still_gets_a_server(tmp_path) -> None:
     import shutil
     from importlib.util import find_spec
@@ -31,9 +31,9 @@ def test_as_root_a_virtualenv_in_a_closed_home_still_gets_a_server(tmp_path) -> 
         profile = load_profile("alpha", project)
         server = servers.locate(profile, project)
         executable = psutil.Process(servers.state(server).pid).exe()
-        assert executable.startswith(str(accounts.RUNTIME_ROOT / "pginstall"))
+        assert executable.startswith(str(server_account.RUNTIME_ROOT / "pginstall"))
         assert oct(closed.stat().st_mode & 0o777) == "0o700", "the closed directory was loosened"
         assert server.project_data_dir.is_symlink()
-        assert str(server.data_dir).startswith(str(accounts.RUNTIME_ROOT / "data"))
+        assert str(server.data_dir).startswith(str(server_account.RUNTIME_ROOT / "data"))
     finally:
         remove_servers(project)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import psutil
 
-from services.database import connection
+from services import credentials
 from services.postgres import psql_sessions, servers
 
 
 def test_a_psql_session_passes_any_text_intact_and_stops_at_the_first_error(alpha_env) -> None:
     profile, project = alpha_env
     server = servers.locate(profile, project)
-    owner = connection.target(profile, project, "owner")
+    owner = credentials.target(profile, project, "owner")
     tricky = ["it's", "back\\slash\\", "new\nline\ttab\r", ":'colon' `tick` $1", "ünï ✓ 🎉", "\x01\x7f", ""]
     with psql_sessions.psql_session(server, owner.dbname, owner.user, owner.password, variables={"given": tricky[0]}) as psql:
         for index, value in enumerate(tricky):

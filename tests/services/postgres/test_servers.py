@@ -13,9 +13,10 @@ import psutil
 import psycopg
 import pytest
 
+from services import credentials
 from services.database import connection
 from services.errors import ClusterError
-from services.postgres import accounts, servers
+from services.postgres import server_account, servers
 from services.profiles import load_profile
 from services.project import Project
 from tests.conftest import set_up
@@ -35,7 +36,7 @@ def _postgres_processes(server: servers.Server) -> list[psutil.Process]:
 def test_server_accepts_only_password_connections_on_loopback_and_its_socket(alpha_env) -> None:
     profile, project = alpha_env
     server = _server(project)
-    admin = connection.target(profile, project, "admin")
+    admin = credentials.target(profile, project, "admin")
     with connection.connect(admin) as conn:
         settings = dict(conn.execute(
             "SELECT name, setting FROM pg_settings WHERE name IN "
@@ -61,11 +62,11 @@ def test_server_accepts_only_password_connections_on_loopback_and_its_socket(alp
 def test_server_runs_unprivileged_and_no_secret_is_in_process_arguments(alpha_env) -> None:
     profile, project = alpha_env
     server = _server(project)
-    secrets = [v for k, v in connection.secrets(project).items() if k.endswith("_PASSWORD")]
+    secrets = [v for k, v in credentials.known_secrets(project).items() if k.endswith("_PASSWORD")]
     assert len(secrets) == 3
     for process in _postgres_processes(server):
-        if accounts.needed():
-            assert process.username() == accounts.ACCOUNT_NAME
+        if server_account.needed():
+            assert process.username() == server_account.ACCOUNT_NAME
         else:
             assert process.uids().real == os.getuid()
         arguments = " ".join(process.cmdline())
@@ -88,7 +89,7 @@ def test_start_recovers_after_kill_9_and_keeps_the_data(project: Project) -> Non
     assert not state.running and state.stale_pid_file
     started = servers.start(server, config_file=profile.source)
     assert started.running and started.pid != old_pid
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         assert conn.execute("SELECT username FROM alpha_users").fetchall() == [("alfy",)]
 
 
@@ -140,7 +141,7 @@ def test_stop_then_start_keeps_the_data(alpha_env) -> None:
     assert servers.stop(server) is False
     assert not servers.state(server).running
     servers.start(server, config_file=profile.source)
-    with connection.connect(connection.target(profile, project, "owner")) as conn:
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
         assert conn.execute("SELECT count(*) FROM alpha_users WHERE username = 'alfy'").fetchone() == (1,)
 
 

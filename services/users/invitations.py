@@ -16,10 +16,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from services.database import events
 from services.errors import PiperError, UsageError
 from services.files import write_new
 from services.profiles import Profile
 from services.project import Project
+from services.users import store
 
 if TYPE_CHECKING:
     import psycopg
@@ -61,13 +63,11 @@ def invite(conn: psycopg.Connection, profile: Profile, user_id: uuid.UUID, usern
     """Store an invitation (its token's hash) inside the caller's transaction; return its email, unwritten."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    from services.users import record_event
-
     token = secrets.token_urlsafe(32)
     expires = datetime.now(UTC) + VALID_FOR
     conn.execute("INSERT INTO user_invitations (user_id, token_hash, expires_at) VALUES (%s, %s, %s)",
                  (user_id, token_hash(token), expires))
-    record_event(conn, profile, "invite", user_id=user_id, username=username, details={"expires_at": expires.isoformat()})
+    events.record_event(conn, profile.name, "invite", user_id=user_id, username=username, details={"expires_at": expires.isoformat()})
     templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), undefined=StrictUndefined,
                             autoescape=False, keep_trailing_newline=True)
     text = templates.get_template("invitation.txt.j2").render(
@@ -90,13 +90,11 @@ def accept_invitation(profile: Profile, project: Project, token: str, password: 
     """Set the invited user's password (Argon2id) and use up the token, in one transaction."""
     from argon2 import PasswordHasher
 
-    from services.users import record_event, user_data_connection
-
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UsageError(f"the password is shorter than {MIN_PASSWORD_LENGTH} characters; choose a longer one")
     if not token or len(token) > 200:
         raise InvitationRefused("the invitation token is not valid; copy it whole from the invitation email")
-    with user_data_connection(profile, project) as conn:
+    with store.user_data_connection(profile, project) as conn:
         row = conn.execute(
             "SELECT i.id, i.expires_at, i.used_at, u.id, u.username FROM user_invitations i "
             "JOIN users u ON u.id = i.user_id WHERE i.token_hash = %s FOR UPDATE OF i", (token_hash(token),)).fetchone()
@@ -109,5 +107,5 @@ def accept_invitation(profile: Profile, project: Project, token: str, password: 
         conn.execute("UPDATE users SET password_hash = %s, updated_at = now() WHERE id = %s",
                      (PasswordHasher().hash(password), row[3]))
         conn.execute("UPDATE user_invitations SET used_at = now() WHERE id = %s", (row[0],))
-        record_event(conn, profile, "accept", user_id=row[3], username=row[4])
+        events.record_event(conn, profile.name, "accept", user_id=row[3], username=row[4])
     return Acceptance(row[3], row[4])

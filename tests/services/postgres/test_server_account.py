@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from services.postgres import accounts
+from services.postgres import server_account
 
 
 def test_can_reach_follows_every_directory_on_the_way(tmp_path) -> None:
-    account = accounts.Account("nobody-test", 65530, 65530, frozenset({65530}))
+    account = server_account.Account("nobody-test", 65530, 65530, frozenset({65530}))
     open_dir = tmp_path / "open"
     open_dir.mkdir()
     os.chmod(tmp_path, 0o755)
@@ -18,6 +18,6 @@ def test_can_reach_follows_every_directory_on_the_way(tmp_path) -> None:
     inner = closed / "inner"
     inner.mkdir(mode=0o755)
     parents_open = all(p.stat().st_mode & 0o001 for p in tmp_path.parents)
-    assert accounts.can_reach(account, open_dir) is parents_open
-    assert accounts.can_reach(account, inner) is False
-    assert accounts.can_reach(account, open_dir, write=True) is False
+    assert server_account.can_reach(account, open_dir) is parents_open
+    assert server_account.can_reach(account, inner) is False
+    assert server_account.can_reach(account, open_dir, write=True) is False

@@ -32,7 +32,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -167,55 +166,6 @@ def load_personal_data(path: Path, username: str) -> PersonalDataFile:
     return PersonalDataFile(path, owner, preferences, display_name, learning_data, sha256_hex(raw))
 
 
-def export_check_sql(table: str) -> str:
-    """Return the SELECT that checks an export can go ahead: one row if the user exists, else none.
-
-    Columns: the database's environment stamp, its schema revision, the user's id, and whether the
-    user has every key asked for. Parameters as payload_sql's, and :'stamp_key'.
-    """
-    return (
-        "SELECT (SELECT value FROM public.piper_metadata WHERE key = :'stamp_key'), "
-        "(SELECT version_num FROM public.alembic_version), id, "
-        "(:'keys' = '' OR preferences ?& ARRAY(SELECT jsonb_array_elements_text(nullif(:'keys', '')::jsonb))) "
-        f"FROM {table} WHERE username = :'username'"
-    )
-
-
-def payload_sql(table: str, fields: tuple[str, ...], with_learning_data: bool) -> str:
-    """Return the SELECT whose columns, joined in order, are a user's export payload as JSON text.
-
-    PostgreSQL writes the JSON itself: the user's profile fields, the preferences (only the keys
-    asked for, if any) and the learning data, between the literal text that frames them. Joining
-    texts, rather than building one jsonb value, spares PostgreSQL a copy of megabytes of
-    preferences. Parameters are written psql's way (see render_sql): :'username', and :'keys', a
-    JSON array of top-level keys or '' for all.
-    """
-    user = ", ".join(f"'{name}', {name}" for name in fields)
-    learning = "coalesce(learning_data::text, 'null')" if with_learning_data else "'null'"
-    return (
-        "SELECT '{\"keys\": ' || coalesce(nullif(:'keys', ''), 'null') || ', \"learning_data\": ', "
-        f"{learning}, ', \"preferences\": ', "
-        "CASE WHEN :'keys' = '' THEN preferences::text ELSE "
-        "(SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) FROM jsonb_each(preferences) "
-        "WHERE nullif(:'keys', '')::jsonb ? key)::text END, "
-        f"', \"user\": ', jsonb_build_object({user})::text, '}}' "
-        f"FROM {table} WHERE username = :'username'"
-    )
-
-
-def keys_parameter(keys: list[str] | None) -> str:
-    """Return the :'keys' parameter of payload_sql: a JSON array, or '' for every key."""
-    return "" if keys is None else json.dumps(keys, ensure_ascii=False)
-
-
-def render_sql(statement: str) -> str:
-    """Return a statement whose parameters are written psql's way (:'name') in psycopg's (%(name)s).
-
-    Statements that both psql and psycopg run are written once, psql's way.
-    """
-    return re.sub(r":'(\w+)'", r"%(\1)s", statement.replace("%", "%%"))
-
-
 def export_head(*, environment: str, database: str, schema_revision: str | None) -> bytes:
     """Return the export document up to its payload: format, version, time and source."""
     envelope = {
@@ -331,6 +281,20 @@ def collector_paused() -> Iterator[None]:
 
 def _no_constant(name: str) -> Any:
     raise UserDataError(f"the data holds {name}, which JSON does not allow and PostgreSQL cannot store; fix the data")
+
+
+def no_changes() -> dict[str, list[str]]:
+    """Return the changed_keys of a change that changes nothing."""
+    return {"added": [], "changed": [], "removed": []}
+
+
+def summarize_changes(changes: dict[str, list[str]]) -> str:
+    """Return a one-line summary of changed top-level keys, e.g. `added: a, b; changed: c`."""
+    def _shown(key: str) -> str:
+        return key if key.isprintable() and "," not in key else json.dumps(key, ensure_ascii=False)
+
+    parts = [f"{kind}: {', '.join(map(_shown, keys))}" for kind, keys in changes.items() if keys]
+    return "; ".join(parts) if parts else "no changes"
 
 
 def changed_keys(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[str]]:

@@ -1,0 +1,135 @@
+"""The roles of an environment's database and what each may do: created, given passwords, granted.
+
+Three roles live in every local server: the superuser `piper_admin` (setup only), the owner
+`piper_owner` (migrations and admin tasks) and the application role `piper_app`, which owns
+nothing, cannot bypass row-level security, may read which environment and revision this is but
+never change them, and cannot reach the record of data moves or the invitations. Every function
+works on a connection it is given; none reads settings of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import psycopg
+
+Role = Literal["admin", "owner", "app"]
+
+#: Role names inside every local server. Each environment has its own server, so the names can
+#: repeat; the database name and the environment stamp tell the environments apart.
+ROLE_NAMES: dict[str, str] = {"admin": "piper_admin", "owner": "piper_owner", "app": "piper_app"}
+SUPERUSER = ROLE_NAMES["admin"]
+
+#: Tables the application role may read but never change, and tables it may not touch at all:
+#: the record of data moves and the invitations are for admin tasks (the owner role) only.
+READ_ONLY_FOR_APP = ("piper_metadata", "alembic_version")
+CLOSED_TO_APP = ("user_data_events", "user_invitations")
+
+_ROLE_OPTIONS = {
+    "owner": "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB",
+    "app": "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOBYPASSRLS NOINHERIT",
+}
+
+
+def set_role_password(conn: psycopg.Connection, role: str, password: str, *, create_with: str | None = None) -> None:
+    """ALTER a role's password (or, with create_with, CREATE the role with those options and the
+    password), never letting the statement reach the server log."""
+    from psycopg import sql
+
+    # Even when the statement fails: log_min_error_statement would print it, password and all.
+    conn.execute("SET log_statement = 'none'")
+    conn.execute("SET log_min_error_statement = 'panic'")
+    statement = "CREATE ROLE {} " + create_with + " PASSWORD {}" if create_with else "ALTER ROLE {} PASSWORD {}"
+    conn.execute(sql.SQL(statement).format(sql.Identifier(role), sql.Literal(password)))
+
+
+def database_exists(conn: psycopg.Connection, dbname: str) -> bool:
+    """Return True when the server holds a database of that name."""
+    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is not None
+
+
+def bootstrap(conn: psycopg.Connection, dbname: str, passwords: dict[str, str], *,
+              reset: frozenset[str] = frozenset()) -> list[str]:
+    """Create the owner and application roles and the database where missing; return what was done.
+
+    conn is a superuser's, in autocommit. passwords maps "owner" and "app" to their passwords;
+    roles named in reset exist but get the password given here (their old one was lost).
+    """
+    from psycopg import sql
+
+    owner, app = ROLE_NAMES["owner"], ROLE_NAMES["app"]
+    changes: list[str] = []
+    found = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", ([owner, app],))}
+    exists = database_exists(conn, dbname)
+    if found == {owner, app} and exists and not reset:
+        return changes
+    for key in ("owner", "app"):
+        role = ROLE_NAMES[key]
+        if role not in found:
+            set_role_password(conn, role, passwords[key], create_with=_ROLE_OPTIONS[key])
+            changes.append(f"created role {role}")
+        elif key in reset:
+            set_role_password(conn, role, passwords[key])
+            changes.append(f"set the new password of role {role}")
+    if not exists:
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0").format(
+            sql.Identifier(dbname), sql.Identifier(owner)))
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
+        conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+            sql.Identifier(dbname), sql.Identifier(app)))
+        changes.append(f"created database {dbname}")
+    return changes
+
+
+def grant_application_role(conn: psycopg.Connection, app_role: str) -> None:
+    """Let the application role use what the owner's migrations create.
+
+    Runs in the migration's transaction, so a database is never migrated without its grants.
+    """
+    from psycopg import sql
+
+    app = sql.Identifier(app_role)
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(app))
+    conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}").format(app))
+    conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {}").format(app))
+    conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(app))
+
+
+def protect_bookkeeping(conn: psycopg.Connection, app_role: str) -> None:
+    """The application role may read which environment and revision this is, never change them;
+    the record of data moves and the invitations stay out of its reach altogether."""
+    from psycopg import sql
+
+    role = sql.Identifier(app_role)
+    conn.execute(sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(_tables(READ_ONLY_FOR_APP), role))
+    conn.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(_tables(CLOSED_TO_APP), role))
+
+
+def application_limits_hold(conn: psycopg.Connection, app_role: str) -> bool:
+    """Return True when the application role can use the user tables and cannot change the stamp.
+
+    A hand restore (pg_restore --clean) or a role added later can leave it otherwise; setup then
+    puts the privileges right even when the schema is already at head.
+    """
+    checks = ["has_table_privilege(%(r)s, 'public.alpha_users', 'SELECT')"]
+    checks += [f"NOT has_table_privilege(%(r)s, 'public.{t}', 'UPDATE')" for t in READ_ONLY_FOR_APP]
+    # Tables of a newer revision may not exist yet while the schema is behind.
+    checks += [f"(to_regclass('public.{t}') IS NULL OR NOT has_table_privilege(%(r)s, 'public.{t}', "
+               "'SELECT, INSERT, UPDATE, DELETE'))" for t in CLOSED_TO_APP]
+    row = conn.execute("SELECT " + " AND ".join(checks), {"r": app_role}).fetchone()
+    return bool(row and row[0])
+
+
+def closed_tables_reachable(conn: psycopg.Connection) -> list[str]:
+    """Return the tables closed to the application role that the connection's role can reach."""
+    return [name for name in CLOSED_TO_APP if conn.execute(
+        "SELECT has_table_privilege(current_user, %s, 'SELECT, INSERT, UPDATE, DELETE')", (f"public.{name}",)
+    ).fetchone()[0]]  # type: ignore[index]
+
+
+def _tables(names: Sequence[str]):  # type: ignore[no-untyped-def]
+    from psycopg import sql
+
+    return sql.SQL(", ").join(map(sql.Identifier, names))
