@@ -1,7 +1,7 @@
 """Alembic environment: runs on a connection that piper-ops opened from the selected profile.
 
-The URL never comes from an ini file: services.migrations builds the Alembic Config in code and
-hands over a connection already inside the caller's transaction, so a migration and the stamp
+The URL never comes from an ini file: services/database/schema.py builds the Alembic Config in code
+and hands over a connection already inside the caller's transaction, so a migration and the stamp
 that follows it commit together or not at all.
 """
 

@@ -5,8 +5,8 @@ Precedence (highest first):
 1. the user's `preferences` JSONB in their own environment's database;
 2. the generic `config/PIPER.md`, parsed into named sections.
 
-The two are deep-merged (services.users.documents.deep_merge): where both hold an object the keys merge,
-anywhere else the user's value wins. Each PIPER.md section `## Some Heading` becomes the key
+The two are deep-merged (services.users.documents.deep_merge): where both hold an object the keys
+merge, anywhere else the user's value wins. Each PIPER.md section `## Some Heading` becomes the key
 `some_heading` holding `{"title": "Some Heading", "text": "<the section's markdown>"}`, so a user
 may override one aspect of a section (`{"personality": {"tone": "dry"}}`) and keep the rest.
 
