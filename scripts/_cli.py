@@ -1,8 +1,9 @@
 """The one command layer: each command is declared once, and opened by two doors.
 
 A `Command` declares a command's name, one-line summary, flags (with their help) and the
-function that does it. `Command.main(argv)` is the script door (`python scripts/x.py ...`, and
-setup's steps); `invoke_task(command)` is the invoke door (`invoke x ...`). Both doors parse only
+function that does it; scripts/_commands.py declares every command. `Command.main(argv)` is the
+script door (`python scripts/x.py ...`, and setup's steps); `invoke_task(command)` is the invoke
+door (`invoke x ...`). Both doors parse only
 (argparse or invoke's parser), then hand the values to the same edge (`Command.call`), which
 
 - checks them: required flags, one flag of an exclusive group, choices, typed values;
@@ -88,13 +89,14 @@ class FlagError(UsageError):
 class Command:
     """A command: its name (as invoke shows it), summary, flags, and what it does.
 
-    `run` receives the checked values as an argparse.Namespace (one attribute per flag, plus
-    `env` and `debug`) and returns the exit code.
+    `run` names the function that does it, as "module:function"; it receives the checked values
+    as an argparse.Namespace (one attribute per flag, plus `env` and `debug`) and returns the exit
+    code. It is imported only when the command runs: listing and parsing need the declaration only.
     """
 
     name: str
     summary: str
-    run: Callable[[argparse.Namespace], int]
+    run: str
     flags: tuple[Flag, ...] = ()
     #: The --env flag's help, or None for a command that takes no --env.
     env_help: str | None = ENV_HELP
@@ -141,7 +143,7 @@ class Command:
         configure_logging(debug)
         with _termination_unwinds():
             try:
-                return self.run(self.bind(values))
+                return self.function()(self.bind(values))
             except PiperError as exc:
                 if debug:
                     raise
@@ -157,6 +159,12 @@ class Command:
                       "redirect it to a file (> FILE) or pass --output FILE", file=sys.stderr)
                 return 1
 
+    def function(self) -> Callable[[argparse.Namespace], int]:
+        """Return the function `run` names."""
+        module, _, name = self.run.partition(":")
+        function: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), name)
+        return function
+
     def bind(self, values: Mapping[str, Any]) -> argparse.Namespace:
         """Return the checked values of every flag; raise FlagError naming the first problem."""
         missing = [f.option for f in self.all_flags if f.required and values.get(f.name) in (None, "", [], ())]
@@ -168,7 +176,8 @@ class Command:
             value = values.get(flag.name)
             if flag.exclusive and value not in (None, False, [], ()):
                 if flag.exclusive in chosen:
-                    raise FlagError(f"argument {flag.option}: not allowed with argument {chosen[flag.exclusive].option}")
+                    other = chosen[flag.exclusive].option
+                    raise FlagError(f"argument {flag.option}: not allowed with argument {other}")
                 chosen[flag.exclusive] = flag
             bound[flag.name] = _value(flag, value)
         return argparse.Namespace(**bound)

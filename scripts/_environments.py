@@ -1,7 +1,8 @@
-"""The commands of an environment as a whole: setup, status, teardown, db-start/stop, db-backup/restore.
+"""What the commands of an environment as a whole do: setup, status, teardown, db-start/stop, db-backup/restore.
 
-Their only door is invoke (`invoke setup --env alpha`); they are declared like every other command
-(scripts/_cli.py), so they share its edge: one-line errors, exit codes, --debug, Ctrl-C, SIGTERM.
+Their only door is invoke (`invoke setup --env alpha`); they are declared in scripts/_commands.py
+like every other command, so they share its edge: one-line errors, exit codes, --debug, Ctrl-C,
+SIGTERM, a closed standard output.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from services.environments import lifecycle, setup, status, steps
 from services.project import current_project
 
 
-def _setup(args: argparse.Namespace) -> int:
+def run_setup(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     plan = steps.plan_setup_steps(profile, project, args.data_file)  # bad input stops before any change
     report = setup.setup_environment(profile, project, allow_branch_mismatch=args.allow_branch_mismatch)
@@ -39,7 +40,7 @@ def _setup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
+def run_status(args: argparse.Namespace) -> int:
     rows = status.environment_statuses(current_project())
     if args.json:
         print(json.dumps([asdict(row) for row in rows], indent=2))
@@ -66,7 +67,7 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _teardown(args: argparse.Namespace) -> int:
+def run_teardown(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     lifecycle.check_not_protected(profile, "it cannot be torn down")
     _cli.confirm_by_name(profile.name, f"tearing down {profile.name!r} deletes its database",
@@ -82,21 +83,21 @@ def _teardown(args: argparse.Namespace) -> int:
     return 0
 
 
-def _db_start(args: argparse.Namespace) -> int:
+def run_db_start(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     state = lifecycle.start_environment(profile, project)
     print(f"{profile.name}: server running (pid {state.pid})")
     return 0
 
 
-def _db_stop(args: argparse.Namespace) -> int:
+def run_db_stop(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     stopped = lifecycle.stop_environment(profile, project)
     print(f"{profile.name}: server stopped" if stopped else f"{profile.name}: server was not running")
     return 0
 
 
-def _db_backup(args: argparse.Namespace) -> int:
+def run_db_backup(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     if args.list:
         backups = db_backups.list_backups(profile, project)
@@ -112,7 +113,7 @@ def _db_backup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _db_restore(args: argparse.Namespace) -> int:
+def run_db_restore(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     archive = Path(args.file).resolve() if args.file else None
     what = archive.name if archive else "the newest backup"
@@ -127,43 +128,3 @@ def _db_restore(args: argparse.Namespace) -> int:
     return 0
 
 
-_YES = _cli.Flag("yes", "do not ask for confirmation", switch=True)
-
-COMMANDS = (
-    _cli.Command(
-        name="setup", run=_setup,
-        summary="Provision an environment's PostgreSQL, migrate, stamp, create its default user, write .env.",
-        flags=(
-            _cli.Flag("allow_branch_mismatch", "go on when the checkout's branch differs from a profile that refuses it",
-                      switch=True),
-            _cli.Flag("data_file", "JSON file of personal data for profiles whose setup steps take one", metavar="FILE"),
-        ),
-        env_help="environment to set up: dev, alpha, tester or production",
-    ),
-    _cli.Command(
-        name="status", run=_status, env_help=None,
-        summary="Show every environment at a glance: server, schema revision vs head, users, branch.",
-        flags=(_cli.Flag("json", "print machine-readable JSON instead of a table", switch=True),),
-    ),
-    _cli.Command(
-        name="teardown", run=_teardown, flags=(_YES,),
-        summary="Back up, then stop an environment's server and delete its database (asks first; refuses protected).",
-    ),
-    _cli.Command(name="db-start", run=_db_start, summary="Start an environment's PostgreSQL server (recovers after a crash)."),
-    _cli.Command(name="db-stop", run=_db_stop, summary="Stop an environment's PostgreSQL server."),
-    _cli.Command(
-        name="db-backup", run=_db_backup,
-        summary="Back up an environment's database (verified pg_dump in backups/<env>/) and rotate old backups.",
-        flags=(_cli.Flag("list", "list the environment's backups with their dates and sizes instead", switch=True),),
-    ),
-    _cli.Command(
-        name="db-restore", run=_db_restore,
-        summary="Restore a database backup over an environment, after backing up what is there (asks first).",
-        flags=(
-            _cli.Flag("file", "the archive to restore (default: the environment's newest backup)", metavar="FILE"),
-            _cli.Flag("from_env", "accept an archive of this other environment (it is stamped for this one once restored)",
-                      metavar="ENV"),
-            _YES,
-        ),
-    ),
-)

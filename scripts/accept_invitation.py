@@ -20,12 +20,12 @@ if __package__ in (None, ""):  # run as a command
     gc.disable()  # start-up only makes objects that live to the end; _cli.run_command turns it back on
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import _cli  # noqa: E402
+from scripts import _cli, _commands  # noqa: E402
 from services.errors import UsageError  # noqa: E402
 from services.users import invitations  # noqa: E402
 
 
-def _accept(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     if args.token in (None, "-"):
         token = getpass.getpass("Invitation token: ") if sys.stdin.isatty() else sys.stdin.readline()
@@ -47,15 +47,7 @@ def _accept(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = _cli.Command(
-    name="accept-invitation", script="accept_invitation", run=_accept,
-    summary="Set your production password with an invitation token (same as scripts/accept_invitation.py).",
-    flags=(
-        _cli.Flag("token", "the token from the invitation email (default: asked, or read from standard input); "
-                           "giving it here makes it visible to other processes"),
-        _cli.Flag("password_stdin", "read the password from standard input (first line)", switch=True),
-    ),
-)
+COMMAND = _commands.ACCEPT_INVITATION
 
 
 def main(argv: list[str] | None = None) -> int:

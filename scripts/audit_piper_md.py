@@ -15,13 +15,13 @@ if __package__ in (None, ""):  # run as a command
     gc.disable()  # start-up only makes objects that live to the end; _cli.run_command turns it back on
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import _cli  # noqa: E402
+from scripts import _cli, _commands  # noqa: E402
 from services import audit  # noqa: E402
 from services.errors import AuditError, PiperError  # noqa: E402
 from services.project import current_project  # noqa: E402
 
 
-def _audit(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.paths and (args.all or args.history or args.staged):
         raise AuditError("give PATHs or one of --all/--history/--staged, not both; see --help")
     project = current_project()
@@ -64,24 +64,7 @@ def _print_text(report: audit.AuditReport) -> None:
               f"remove them, or accept one in {audit.ALLOWLIST_PATH} by rule and sha256 (see docs/PIPER_MD.md)")
 
 
-COMMAND = _cli.Command(
-    name="audit-piper-md", script="audit_piper_md", run=_audit,
-    summary="Audit config/PIPER.md and its backups for personal data: exit 0 clean, 1 found, 2 could not run.",
-    flags=(
-        _cli.Flag("paths", "files to scan instead of PIPER.md and its backups", positional=True, metavar="PATH"),
-        _cli.Flag("history", "scan every past version of PIPER.md and its backups in git history (with --all: every file)",
-                  switch=True, exclusive="scope"),
-        _cli.Flag("staged", "scan the staged content of PIPER.md and its backups, as the pre-commit hook does "
-                            "(with --all: every staged file)", switch=True, exclusive="scope"),
-        _cli.Flag("all", "scan every git-tracked text file (except the profiles defining the rules)", switch=True),
-        _cli.Flag("format", "output format (default: text)", choices=("text", "json", "sarif"), default="text"),
-        _cli.Flag("workers", "processes to scan with (default: one per available core; small audits use one)",
-                  parse=_cli.positive_int, metavar="N"),
-        _cli.Flag("allowlist", f"accepted findings, by rule and sha256 (default: {audit.ALLOWLIST_PATH} in the project)",
-                  metavar="FILE"),
-    ),
-    env_help="accepted for symmetry with every command; the audit's rules come from every profile",
-)
+COMMAND = _commands.AUDIT_PIPER_MD
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,16 +14,13 @@ if __package__ in (None, ""):  # run as a command
     gc.disable()  # start-up only makes objects that live to the end; _cli.run_command turns it back on
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import _cli  # noqa: E402
+from scripts import _cli, _commands  # noqa: E402
 from services import config_backups  # noqa: E402
 from services.profiles import Rotation  # noqa: E402
 from services.project import Project, current_project  # noqa: E402
 
-#: The --env flag of backup-config and restore-config: PIPER.md is shared, only the policy is the environment's.
-POLICY_ENV_HELP = "environment whose rotation policy to use (default: $PIPER_ENV, .env, else the built-in default)"
 
-
-def _backup(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     project = current_project()
     if args.list:
         return _list(project)
@@ -74,17 +71,7 @@ def _rel(path: Path, project: Project) -> str:
         return str(path)
 
 
-COMMAND = _cli.Command(
-    name="backup-config", script="backup_config", run=_backup,
-    summary="Back up config/PIPER.md as PIPER.md.backup-YYYYMMDD and rotate old backups.",
-    flags=(
-        _cli.Flag("dry_run", "show what would be written and removed; change nothing", switch=True),
-        _cli.Flag("list", "list the backups with their dates and sizes", switch=True),
-        _cli.Flag("private", f"write the backup to {config_backups.PRIVATE_DIR}/ (git-ignored), e.g. when the audit "
-                             "flags it", switch=True),
-    ),
-    env_help=POLICY_ENV_HELP,
-)
+COMMAND = _commands.BACKUP_CONFIG
 
 
 def main(argv: list[str] | None = None) -> int:

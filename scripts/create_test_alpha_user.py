@@ -17,11 +17,11 @@ if __package__ in (None, ""):  # run as a command
     gc.disable()  # start-up only makes objects that live to the end; _cli.run_command turns it back on
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import _cli  # noqa: E402
+from scripts import _cli, _commands  # noqa: E402
 from services.users import accounts  # noqa: E402
 
 
-def _create(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     result = accounts.create_user(profile, project, args.username, args.email, args.display_name)
     if result.created:
@@ -31,15 +31,7 @@ def _create(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = _cli.Command(
-    name="create-user", script="create_test_alpha_user", run=_create,
-    summary="Create a user in an environment (same as scripts/create_test_alpha_user.py).",
-    flags=(
-        _cli.Flag("username", "the user's login name (lower-case)", required=True),
-        _cli.Flag("email", "the user's email (default: USERNAME@example.invalid)"),
-        _cli.Flag("display_name", "the name shown to people"),
-    ),
-)
+COMMAND = _commands.CREATE_USER
 
 
 def main(argv: list[str] | None = None) -> int:

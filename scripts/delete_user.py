@@ -17,11 +17,11 @@ if __package__ in (None, ""):  # run as a command
     gc.disable()  # start-up only makes objects that live to the end; _cli.run_command turns it back on
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import _cli  # noqa: E402
+from scripts import _cli, _commands  # noqa: E402
 from services.users import accounts  # noqa: E402
 
 
-def _delete(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     accounts.find_user_id(profile, project, args.username)  # an unknown user fails before the question
     _cli.confirm(f"Delete {args.username} and all of their data from {profile.name}?", yes=args.yes)
@@ -31,14 +31,7 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = _cli.Command(
-    name="delete-user", script="delete_user", run=_delete,
-    summary="Delete a user and all their data, exported first to private/deleted-users/ (same as scripts/delete_user.py).",
-    flags=(
-        _cli.Flag("username", "the user to delete", required=True),
-        _cli.Flag("yes", "do not ask for confirmation", switch=True),
-    ),
-)
+COMMAND = _commands.DELETE_USER
 
 
 def main(argv: list[str] | None = None) -> int:

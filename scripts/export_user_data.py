@@ -20,13 +20,13 @@ if __package__ in (None, ""):  # run as a command
     gc.disable()  # start-up only makes objects that live to the end; _cli.run_command turns it back on
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import _cli  # noqa: E402
+from scripts import _cli, _commands  # noqa: E402
 from services.errors import UsageError  # noqa: E402
 from services.files import atomic_file  # noqa: E402
 from services.users import exports  # noqa: E402
 
 
-def _export(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     keys = [k.strip() for k in args.keys.split(",") if k.strip()] if args.keys else None
     if args.keys is not None and not keys:
@@ -55,15 +55,7 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = _cli.Command(
-    name="export-user", script="export_user_data", run=_export,
-    summary="Export one user's profile and preferences as checksummed JSON (same as scripts/export_user_data.py).",
-    flags=(
-        _cli.Flag("username", "the user to export", required=True),
-        _cli.Flag("keys", "comma-separated top-level preference keys to export (default: all)"),
-        _cli.Flag("output", "write to this file (mode 0600) instead of standard output", parse=Path, metavar="FILE"),
-    ),
-)
+COMMAND = _commands.EXPORT_USER
 
 
 def main(argv: list[str] | None = None) -> int:

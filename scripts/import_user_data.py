@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a command
     gc.disable()  # start-up only makes objects that live to the end; _cli.run_command turns it back on
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import _cli  # noqa: E402
+from scripts import _cli, _commands  # noqa: E402
 from services.errors import UsageError  # noqa: E402
 from services.users import documents, imports  # noqa: E402
 
@@ -32,7 +32,7 @@ _ACTIONS = {
 }
 
 
-def _import(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     # The parsed document is millions of objects that live until the command ends: the cycle
     # collector would pass over them again and again for nothing (docs/BENCHMARKS.md).
     with documents.collector_paused():
@@ -80,19 +80,7 @@ def _read(data: str) -> tuple[bytes, str]:
         raise UsageError(f"{data} cannot be read ({exc.strerror}); check the path") from None
 
 
-COMMAND = _cli.Command(
-    name="import-user", script="import_user_data", run=_import,
-    summary="Import a user's exported data into the selected environment, with consent (same as scripts/import_user_data.py).",
-    flags=(
-        _cli.Flag("username", "the user to import (must match the document)", required=True),
-        _cli.Flag("email", "the user's email in this environment (default: the document's)"),
-        _cli.Flag("data", "the export document, or - for standard input", required=True, metavar="FILE"),
-        _cli.Flag("merge", "on conflict, deep-merge the file into the existing data", switch=True, exclusive="mode"),
-        _cli.Flag("replace", "on conflict, replace the existing data with the file's", switch=True, exclusive="mode"),
-        _cli.Flag("yes", "do not ask for confirmation", switch=True),
-        _cli.Flag("dry_run", "only show what would change", switch=True),
-    ),
-)
+COMMAND = _commands.IMPORT_USER
 
 
 def main(argv: list[str] | None = None) -> int:

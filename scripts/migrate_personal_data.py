@@ -18,11 +18,11 @@ if __package__ in (None, ""):  # run as a command
     gc.disable()  # start-up only makes objects that live to the end; _cli.run_command turns it back on
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import _cli  # noqa: E402
+from scripts import _cli, _commands  # noqa: E402
 from services.users import accounts, documents, personal_data  # noqa: E402
 
 
-def _migrate(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     if args.skip_migration:
         user_id = accounts.find_user_id(profile, project, args.username)
@@ -41,17 +41,7 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = _cli.Command(
-    name="migrate-personal-data", script="migrate_personal_data", run=_migrate,
-    summary="Deep-merge a personal-data file into a user's preferences, in one transaction (same as scripts/migrate_personal_data.py).",
-    flags=(
-        _cli.Flag("username", "the user whose data this is", required=True),
-        _cli.Flag("data_file", "personal-data JSON file (default: the profile's personal_data.data_file)", parse=Path,
-                  metavar="FILE"),
-        _cli.Flag("skip_migration", "only verify that the user exists and print its id", switch=True),
-        _cli.Flag("dry_run", "show what would change; write nothing", switch=True),
-    ),
-)
+COMMAND = _commands.MIGRATE_PERSONAL_DATA
 
 
 def main(argv: list[str] | None = None) -> int:

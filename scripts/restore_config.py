@@ -14,13 +14,13 @@ if __package__ in (None, ""):  # run as a command
     gc.disable()  # start-up only makes objects that live to the end; _cli.run_command turns it back on
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import _cli  # noqa: E402
-from scripts.backup_config import POLICY_ENV_HELP, print_result  # noqa: E402
+from scripts import _cli, _commands  # noqa: E402
+from scripts.backup_config import print_result  # noqa: E402
 from services import config_backups  # noqa: E402
 from services.project import current_project  # noqa: E402
 
 
-def _restore(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     project = current_project()
     policy, origin = config_backups.rotation_policy(project, args.env)
     result = config_backups.restore_config(project, args.date, policy, private=args.private)
@@ -34,17 +34,7 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = _cli.Command(
-    name="restore-config", script="restore_config", run=_restore,
-    summary="Restore config/PIPER.md from a dated backup, backing up the current file first.",
-    flags=(
-        _cli.Flag("date", "YYYYMMDD (that day's newest backup) or YYYYMMDD-HHMMSS; see backup-config --list",
-                  required=True),
-        _cli.Flag("private", f"keep the backup of the current file in {config_backups.PRIVATE_DIR}/ (needed when the "
-                             "audit flags it)", switch=True),
-    ),
-    env_help=POLICY_ENV_HELP,
-)
+COMMAND = _commands.RESTORE_CONFIG
 
 
 def main(argv: list[str] | None = None) -> int:

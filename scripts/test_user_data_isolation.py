@@ -20,13 +20,13 @@ if __package__ in (None, ""):  # run as a command
     gc.disable()  # start-up only makes objects that live to the end; _cli.run_command turns it back on
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import _cli  # noqa: E402
+from scripts import _cli, _commands  # noqa: E402
 from services import isolation  # noqa: E402
 
 __test__ = False  # pytest: this module is a command, not a test
 
 
-def _verify(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     results = isolation.verify_isolation(profile, project)
     for result in results:
@@ -39,10 +39,7 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = _cli.Command(
-    name="verify-isolation", script="test_user_data_isolation", run=_verify,
-    summary="Check that users and environments are isolated: exit 0 only when all checks hold.",
-)
+COMMAND = _commands.VERIFY_ISOLATION
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,7 +115,7 @@ def test_modules_stay_small(name: str) -> None:
 
 def test_every_script_and_task_is_one_declared_command() -> None:
     import tasks
-    from scripts import _cli
+    from scripts import _cli, _commands
 
     scripts = sorted(p.stem for p in (REPO / "scripts").glob("*.py") if not p.stem.startswith("_"))
     declared = {}
@@ -125,6 +125,8 @@ def test_every_script_and_task_is_one_declared_command() -> None:
         declared[command.name] = command
     names = set(tasks.ns.task_names)
     assert set(declared) <= names  # every script is a task too, under its command's name
+    for command in _commands.ALL:
+        assert callable(command.function()), f"{command.name}: run names no function"
     for name in names:
         task = tasks.ns[name]
         assert task.help and all(task.help.values()), f"{name}: every flag has its help"

@@ -1,0 +1,189 @@
+"""Every command piper-ops has, declared once: its name, summary, flags, and the function that runs it.
+
+`invoke --list` shows these; `invoke NAME` and, where a command has one, `python scripts/<script>.py`
+are its two doors (scripts/_cli.py). Each `run` names the function that does the work; it is
+imported only when the command runs, so listing and parsing import nothing else of piper-ops.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scripts._cli import Command, Flag, positive_int
+
+_YES = Flag("yes", "do not ask for confirmation", switch=True)
+#: backup-config's and restore-config's --env: PIPER.md is shared, only the policy is the environment's.
+_POLICY_ENV_HELP = "environment whose rotation policy to use (default: $PIPER_ENV, .env, else the built-in default)"
+
+# --- an environment as a whole (invoke only) -------------------------------------------------
+
+SETUP = Command(
+    name="setup", run="scripts._environments:run_setup",
+    summary="Provision an environment's PostgreSQL, migrate, stamp, create its default user, write .env.",
+    flags=(
+        Flag("allow_branch_mismatch", "go on when the checkout's branch differs from a profile that refuses it",
+             switch=True),
+        Flag("data_file", "JSON file of personal data for profiles whose setup steps take one", metavar="FILE"),
+    ),
+    env_help="environment to set up: dev, alpha, tester or production",
+)
+
+STATUS = Command(
+    name="status", run="scripts._environments:run_status", env_help=None,
+    summary="Show every environment at a glance: server, schema revision vs head, users, branch.",
+    flags=(Flag("json", "print machine-readable JSON instead of a table", switch=True),),
+)
+
+TEARDOWN = Command(
+    name="teardown", run="scripts._environments:run_teardown", flags=(_YES,),
+    summary="Back up, then stop an environment's server and delete its database (asks first; refuses protected).",
+)
+
+DB_START = Command(name="db-start", run="scripts._environments:run_db_start",
+                   summary="Start an environment's PostgreSQL server (recovers after a crash).")
+
+DB_STOP = Command(name="db-stop", run="scripts._environments:run_db_stop",
+                  summary="Stop an environment's PostgreSQL server.")
+
+DB_BACKUP = Command(
+    name="db-backup", run="scripts._environments:run_db_backup",
+    summary="Back up an environment's database (verified pg_dump in backups/<env>/) and rotate old backups.",
+    flags=(Flag("list", "list the environment's backups with their dates and sizes instead", switch=True),),
+)
+
+DB_RESTORE = Command(
+    name="db-restore", run="scripts._environments:run_db_restore",
+    summary="Restore a database backup over an environment, after backing up what is there (asks first).",
+    flags=(
+        Flag("file", "the archive to restore (default: the environment's newest backup)", metavar="FILE"),
+        Flag("from_env", "accept an archive of this other environment (it is stamped for this one once restored)",
+             metavar="ENV"),
+        _YES,
+    ),
+)
+
+# --- users and their data (invoke, and the ADR's scripts) ------------------------------------
+
+CREATE_USER = Command(
+    name="create-user", script="create_test_alpha_user", run="scripts.create_test_alpha_user:run",
+    summary="Create a user in an environment (same as scripts/create_test_alpha_user.py).",
+    flags=(
+        Flag("username", "the user's login name (lower-case)", required=True),
+        Flag("email", "the user's email (default: USERNAME@example.invalid)"),
+        Flag("display_name", "the name shown to people"),
+    ),
+)
+
+MIGRATE_PERSONAL_DATA = Command(
+    name="migrate-personal-data", script="migrate_personal_data", run="scripts.migrate_personal_data:run",
+    summary="Deep-merge a personal-data file into a user's preferences, in one transaction "
+            "(same as scripts/migrate_personal_data.py).",
+    flags=(
+        Flag("username", "the user whose data this is", required=True),
+        Flag("data_file", "personal-data JSON file (default: the profile's personal_data.data_file)", parse=Path,
+             metavar="FILE"),
+        Flag("skip_migration", "only verify that the user exists and print its id", switch=True),
+        Flag("dry_run", "show what would change; write nothing", switch=True),
+    ),
+)
+
+EXPORT_USER = Command(
+    name="export-user", script="export_user_data", run="scripts.export_user_data:run",
+    summary="Export one user's profile and preferences as checksummed JSON (same as scripts/export_user_data.py).",
+    flags=(
+        Flag("username", "the user to export", required=True),
+        Flag("keys", "comma-separated top-level preference keys to export (default: all)"),
+        Flag("output", "write to this file (mode 0600) instead of standard output", parse=Path, metavar="FILE"),
+    ),
+)
+
+IMPORT_USER = Command(
+    name="import-user", script="import_user_data", run="scripts.import_user_data:run",
+    summary="Import a user's exported data into the selected environment, with consent "
+            "(same as scripts/import_user_data.py).",
+    flags=(
+        Flag("username", "the user to import (must match the document)", required=True),
+        Flag("email", "the user's email in this environment (default: the document's)"),
+        Flag("data", "the export document, or - for standard input", required=True, metavar="FILE"),
+        Flag("merge", "on conflict, deep-merge the file into the existing data", switch=True, exclusive="mode"),
+        Flag("replace", "on conflict, replace the existing data with the file's", switch=True, exclusive="mode"),
+        Flag("yes", "do not ask for confirmation", switch=True),
+        Flag("dry_run", "only show what would change", switch=True),
+    ),
+)
+
+DELETE_USER = Command(
+    name="delete-user", script="delete_user", run="scripts.delete_user:run",
+    summary="Delete a user and all their data, exported first to private/deleted-users/ "
+            "(same as scripts/delete_user.py).",
+    flags=(
+        Flag("username", "the user to delete", required=True),
+        Flag("yes", "do not ask for confirmation", switch=True),
+    ),
+)
+
+ACCEPT_INVITATION = Command(
+    name="accept-invitation", script="accept_invitation", run="scripts.accept_invitation:run",
+    summary="Set your production password with an invitation token (same as scripts/accept_invitation.py).",
+    flags=(
+        Flag("token", "the token from the invitation email (default: asked, or read from standard input); "
+                           "giving it here makes it visible to other processes"),
+        Flag("password_stdin", "read the password from standard input (first line)", switch=True),
+    ),
+)
+
+VERIFY_ISOLATION = Command(
+    name="verify-isolation", script="test_user_data_isolation", run="scripts.test_user_data_isolation:run",
+    summary="Check that users and environments are isolated: exit 0 only when all checks hold.",
+)
+
+# --- config/PIPER.md: the audit and its backups ----------------------------------------------
+
+AUDIT_PIPER_MD = Command(
+    name="audit-piper-md", script="audit_piper_md", run="scripts.audit_piper_md:run",
+    summary="Audit config/PIPER.md and its backups for personal data: exit 0 clean, 1 found, 2 could not run.",
+    flags=(
+        Flag("paths", "files to scan instead of PIPER.md and its backups", positional=True, metavar="PATH"),
+        Flag("history", "scan every past version of PIPER.md and its backups in git history (with --all: every file)",
+             switch=True, exclusive="scope"),
+        Flag("staged", "scan the staged content of PIPER.md and its backups, as the pre-commit hook does "
+                            "(with --all: every staged file)", switch=True, exclusive="scope"),
+        Flag("all", "scan every git-tracked text file (except the profiles defining the rules)", switch=True),
+        Flag("format", "output format (default: text)", choices=("text", "json", "sarif"), default="text"),
+        Flag("workers", "processes to scan with (default: one per available core; small audits use one)",
+             parse=positive_int, metavar="N"),
+        Flag("allowlist", "accepted findings, by rule and sha256 (default: config/audit-allowlist.yaml in the project)",
+             metavar="FILE"),
+    ),
+    env_help="accepted for symmetry with every command; the audit's rules come from every profile",
+)
+
+BACKUP_CONFIG = Command(
+    name="backup-config", script="backup_config", run="scripts.backup_config:run",
+    summary="Back up config/PIPER.md as PIPER.md.backup-YYYYMMDD and rotate old backups.",
+    flags=(
+        Flag("dry_run", "show what would be written and removed; change nothing", switch=True),
+        Flag("list", "list the backups with their dates and sizes", switch=True),
+        Flag("private", "write the backup to private/config-backups/ (git-ignored), e.g. when the audit "
+                             "flags it", switch=True),
+    ),
+    env_help=_POLICY_ENV_HELP,
+)
+
+RESTORE_CONFIG = Command(
+    name="restore-config", script="restore_config", run="scripts.restore_config:run",
+    summary="Restore config/PIPER.md from a dated backup, backing up the current file first.",
+    flags=(
+        Flag("date", "YYYYMMDD (that day's newest backup) or YYYYMMDD-HHMMSS; see backup-config --list",
+             required=True),
+        Flag("private", "keep the backup of the current file in private/config-backups/ (needed when the "
+                             "audit flags it)", switch=True),
+    ),
+    env_help=_POLICY_ENV_HELP,
+)
+
+
+#: In the order `invoke --list` would not keep anyway (it sorts): as they are declared here.
+ALL = (SETUP, STATUS, TEARDOWN, DB_START, DB_STOP, DB_BACKUP, DB_RESTORE, CREATE_USER, MIGRATE_PERSONAL_DATA,
+       EXPORT_USER, IMPORT_USER, DELETE_USER, ACCEPT_INVITATION, VERIFY_ISOLATION, AUDIT_PIPER_MD, BACKUP_CONFIG,
+       RESTORE_CONFIG)
