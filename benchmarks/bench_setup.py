@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 
 from services.postgres import servers, templates  # noqa: E402
 from services.profiles import load_profile  # noqa: E402
-from tests.conftest import INVOKE, cli_env, free_port, make_project, remove_servers  # noqa: E402
+from tests.support.cli import INVOKE, cli_env  # noqa: E402
+from tests.support.projects import free_port, make_project, remove_servers  # noqa: E402
 
 
 def _timed(argv: list[str], env: dict[str, str], **kwargs: object) -> float:

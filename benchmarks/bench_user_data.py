@@ -56,7 +56,8 @@ from services.postgres import servers  # noqa: E402
 from services.profiles import Profile, load_profile  # noqa: E402
 from services.project import Project  # noqa: E402
 from services.users import accounts, documents, exports, imports  # noqa: E402
-from tests.conftest import cli_env, free_port, make_project, remove_servers, set_up  # noqa: E402
+from tests.support.cli import cli_env  # noqa: E402
+from tests.support.projects import free_port, make_project, remove_servers, set_up  # noqa: E402
 
 USERNAME = "big"
 EMAIL = "big@example.invalid"

@@ -152,11 +152,15 @@ class Command:
             except KeyboardInterrupt:
                 print("error: interrupted; nothing was changed by the step that was running", file=sys.stderr)
                 return 1
+            except Terminated as exc:
+                print("error: terminated; nothing was changed by the step that was running", file=sys.stderr)
+                return int(exc.code or 1)
             except BrokenPipeError:
                 # Whoever read standard output stopped reading (`| head`): what they got is incomplete.
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush into the closed pipe
-                print("error: standard output was closed before everything was written; "
-                      "redirect it to a file (> FILE) or pass --output FILE", file=sys.stderr)
+                instead = " or pass --output FILE" if any(f.name == "output" for f in self.flags) else ""
+                print(f"error: standard output was closed before everything was written; "
+                      f"redirect it to a file (> FILE){instead}", file=sys.stderr)
                 return 1
 
     def function(self) -> Callable[[argparse.Namespace], int]:
@@ -297,8 +301,12 @@ def _termination_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class Terminated(SystemExit):
+    """SIGTERM arrived: raised where the command stands, so that it unwinds like Ctrl-C (exit 128 + 15)."""
+
+
 def _terminated(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    raise Terminated(128 + signum)
 
 
 # --- the script door as a process ----------------------------------------------------------

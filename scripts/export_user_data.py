@@ -10,19 +10,23 @@ personal data: keep it out of git (private/ is ignored) and delete it once impor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import os
 import shutil
 import sys
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 if __package__ in (None, ""):  # run as a command
     gc.disable()  # start-up only makes objects that live to the end; _cli.run_command turns it back on
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts import _cli, _commands  # noqa: E402
-from services.errors import UsageError  # noqa: E402
-from services.files import atomic_file  # noqa: E402
+from services.errors import PiperError, UsageError  # noqa: E402
+from services.files import atomic_file, private_dir, sweep_partials  # noqa: E402
+from services.project import Project  # noqa: E402
 from services.users import exports  # noqa: E402
 
 
@@ -31,28 +35,63 @@ def run(args: argparse.Namespace) -> int:
     keys = [k.strip() for k in args.keys.split(",") if k.strip()] if args.keys else None
     if args.keys is not None and not keys:
         raise UsageError("--keys names no key; pass e.g. --keys tone,projects")
-    if args.output is None and sys.stdout.isatty():
+    output = None if args.output in (None, Path("-")) else args.output
+    if output is None and sys.stdout.isatty():
         raise UsageError("the export holds personal data; redirect it to a file (> FILE) or pass --output FILE")
-    if args.output is not None:
-        if not args.output.absolute().parent.is_dir():
-            raise UsageError(f"{args.output.absolute().parent} is not a directory; create it or pass another --output")
-        if args.output.is_dir():
-            raise UsageError(f"{args.output} is a directory; name the file, e.g. --output {args.output / (args.username + '.json')}")
-        with atomic_file(args.output, mode=0o600) as partial:
+    if output is not None and output.is_dir():
+        raise UsageError(f"{output} is a directory; name the file, e.g. --output {output / (args.username + '.json')}")
+    if output is not None and (output.is_file() or not output.exists()):
+        if not output.absolute().parent.is_dir():
+            raise UsageError(f"{output.absolute().parent} is not a directory; create it or pass another --output")
+        with atomic_file(output, mode=0o600) as partial:
             size, checksum = exports.export_user(profile, project, args.username, keys, into=partial)
-        where = str(args.output)
+        where = str(output)
     else:
-        with tempfile.TemporaryDirectory(prefix="piper-export-") as private:  # 0700: the document is personal data
-            document = Path(private) / "export.json"
-            document.touch(mode=0o600)
+        # Standard output, or what --output names that is no file to replace (a device, a FIFO):
+        # the document is made in the private folder, then written through.
+        with _private_document(project) as document:
             size, checksum = exports.export_user(profile, project, args.username, keys, into=document)
-            with open(document, "rb") as handle:
-                shutil.copyfileobj(handle, sys.stdout.buffer, 1 << 20)
-        sys.stdout.buffer.flush()
-        where = "standard output"
+            with open(document, "rb") as handle, _stream(output) as stream:
+                shutil.copyfileobj(handle, stream, 1 << 20)
+                stream.flush()
+        where = "standard output" if output is None else str(output)
     print(f"exported {args.username} from {profile.name} to {where} ({size} bytes, sha256 {checksum})",
           file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def _private_document(project: Project) -> Iterator[Path]:
+    """Yield an empty 0600 file in the git-ignored private/ folder (0700), removed afterwards.
+
+    Not in the shared temporary directory: a command killed meanwhile must leave no personal data
+    there; the next export removes what a killed one left (files.sweep_partials).
+    """
+    folder = private_dir(project.root, "private")
+    sweep_partials(folder, "export")
+    document = folder / f".export.{os.getpid()}.partial"
+    os.close(os.open(document, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    try:
+        yield document
+    finally:
+        document.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _stream(output: Path | None) -> Iterator[BinaryIO]:
+    """Yield standard output, or the device or FIFO output names (written through, never replaced)."""
+    where = "standard output" if output is None else str(output)
+    try:
+        if output is None:
+            yield sys.stdout.buffer
+        else:
+            with open(output, "wb") as handle:
+                yield handle
+    except BrokenPipeError:
+        raise  # the edge says what a closed standard output means
+    except OSError as exc:
+        raise PiperError(f"the export could not be written to {where} ({exc.strerror or exc}); it was recorded in "
+                         "the database but is incomplete there: export again to a place with room") from None
 
 
 COMMAND = _commands.EXPORT_USER

@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as a command
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts import _cli, _commands  # noqa: E402
-from services.errors import UsageError  # noqa: E402
+from services.files import read_regular_file  # noqa: E402
 from services.users import documents, imports  # noqa: E402
 
 _ACTIONS = {
@@ -71,13 +71,8 @@ def _import_document(args: argparse.Namespace) -> int:
 
 def _read(data: str) -> tuple[bytes, str]:
     if data == "-":
-        return sys.stdin.buffer.read(), "standard input"
-    try:
-        return Path(data).read_bytes(), data
-    except FileNotFoundError:
-        raise UsageError(f"{data} does not exist; pass the file written by export_user_data.py") from None
-    except OSError as exc:
-        raise UsageError(f"{data} cannot be read ({exc.strerror}); check the path") from None
+        return sys.stdin.buffer.read(documents.MAX_DOCUMENT_BYTES + 1), "standard input"
+    return read_regular_file(Path(data), documents.MAX_DOCUMENT_BYTES, what="export document"), data
 
 
 COMMAND = _commands.IMPORT_USER

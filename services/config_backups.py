@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -19,13 +20,15 @@ from pathlib import Path
 
 from services import audit
 from services.errors import PersonalDataRefused, PiperError, UsageError
-from services.files import fsync_directory, write_atomic
+from services.files import fsync_directory, read_regular_file, sweep_partials, write_atomic
 from services.profiles import Rotation, load_profile, profile_names
 from services.project import Project, select_environment
 from services.rotation import RotationPlan, plan_rotation
 
-BACKUP_NAME = re.compile(r"^PIPER\.md\.backup-(\d{8})(?:-(\d{6}))?$")
+BACKUP_NAME = re.compile(r"PIPER\.md\.backup-(\d{8})(?:-(\d{6}))?")
 PRIVATE_DIR = "private/config-backups"
+#: More than a PIPER.md could reasonably hold: a bigger file is not the right one (and reads are bounded).
+MAX_BYTES = 16 << 20
 #: The rotation used when no environment is selected (the profiles' own defaults).
 DEFAULT_ROTATION = Rotation()
 
@@ -122,7 +125,7 @@ def backup_config(project: Project, policy: Rotation = DEFAULT_ROTATION, *, now:
         if private:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(directory, 0o700)
-        created = _write_new(directory, content, now, private)
+        created = _write_new(directory, content, now, private, _backup_mode(source, private))
         if created is None:  # a concurrent backup wrote this very content first
             existing = list_backups(project, private=private)
             plan = plan_rotation([(b.taken, b) for b in existing], policy)
@@ -164,7 +167,7 @@ def restore_config(project: Project, date: str, policy: Rotation = DEFAULT_ROTAT
     before = None
     if source.exists():
         before = backup_config(project, policy, now=now, private=private, rules=rules)
-    write_atomic(source, content)
+    write_atomic(source, content, mode=stat.S_IMODE(os.stat(source).st_mode) & 0o644 if source.exists() else 0o644)
     return RestoreResult(backup, True, before)
 
 
@@ -173,7 +176,7 @@ def _directory(project: Project, private: bool) -> Path:
 
 
 def _taken(name: str) -> datetime | None:
-    match = BACKUP_NAME.match(name)
+    match = BACKUP_NAME.fullmatch(name)
     if not match:
         return None
     try:
@@ -187,12 +190,19 @@ def _names(now: datetime) -> tuple[str, str]:
 
 
 def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{path} does not exist; create config/PIPER.md first") from None
-    except OSError as exc:
-        raise UsageError(f"{path} cannot be read ({exc.strerror}); check its permissions") from None
+    """Return the bytes of a PIPER.md or a backup: a regular file of the repository, not a link.
+
+    A link could copy a private file from elsewhere into config/, which git tracks; a FIFO or a
+    device would hang or never end; a file too big to be a PIPER.md is not the right one.
+    """
+    if not path.exists() and not path.is_symlink():
+        raise UsageError(f"{path} does not exist; create config/PIPER.md first")
+    return read_regular_file(path, MAX_BYTES, what="PIPER.md", allow_link=False)
+
+
+def _backup_mode(path: Path, private: bool) -> int:
+    """Return a backup's mode: 0600 when private, else the source's, never more open than 0644."""
+    return 0o600 if private else stat.S_IMODE(os.stat(path).st_mode) & 0o644
 
 
 def _same(path: Path, content: bytes) -> bool:
@@ -202,16 +212,18 @@ def _same(path: Path, content: bytes) -> bool:
         return False
 
 
-def _write_new(directory: Path, content: bytes, now: datetime, private: bool) -> Backup | None:
+def _write_new(directory: Path, content: bytes, now: datetime, private: bool, mode: int) -> Backup | None:
     # Write a temporary file, then hard-link it to the first free name: link() fails if the name
     # exists, so a backup is never overwritten, whoever else is writing one at the same moment.
-    fd, tmp_name = tempfile.mkstemp(prefix=".PIPER.md.", suffix=".tmp", dir=directory)
+    # The temporary file is 0600 until complete, and one a killed run left is removed here.
+    sweep_partials(directory, "PIPER.md")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".PIPER.md.{os.getpid()}.", suffix=".partial", dir=directory)
     try:
-        os.fchmod(fd, 0o600 if private else 0o644)
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
+            os.fchmod(handle.fileno(), mode)
         for name in _names(now):
             target = directory / name
             try:
@@ -234,7 +246,7 @@ def _remove(drop: list[Backup]) -> tuple[Path, ...]:
     removed = []
     for backup in drop:
         # Only files named like a backup are ever deleted.
-        if backup.exists and BACKUP_NAME.match(backup.name):
+        if backup.exists and BACKUP_NAME.fullmatch(backup.name):
             try:
                 backup.path.unlink()
             except FileNotFoundError:

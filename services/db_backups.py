@@ -14,15 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services import credentials
-from services.database import connection, stamp
+from services.database import roles, stamp
 from services.errors import EnvironmentMismatchError, UsageError
-from services.files import publish_new
+from services.files import private_dir
 from services.postgres import clients, servers
 from services.profiles import Profile
 from services.project import Project
 from services.rotation import plan_rotation
 
-_ARCHIVE = re.compile(r"^(?P<env>[a-z][a-z0-9_]*)-(?P<db>[a-z_][a-z0-9_]*)-(?P<stamp>\d{8}T\d{6}\d{6}Z)\.dump$")
+_ARCHIVE = re.compile(r"(?P<env>[a-z][a-z0-9_]*)-(?P<db>[a-z_][a-z0-9_]*)-(?P<stamp>\d{8}T\d{6}\d{6}Z)\.dump")
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,7 @@ class DatabaseBackup:
 
 def backup_dir(profile: Profile, project: Project) -> Path:
     """Return backups/<env>/, created with mode 0700 (parents too)."""
-    folder = project.root / "backups" / profile.name
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for directory in (folder.parent, folder):
-        directory.chmod(0o700)
-    return folder
+    return private_dir(project.root, "backups", profile.name)
 
 
 def backup_database(profile: Profile, project: Project, server: servers.Server) -> Path:
@@ -52,38 +48,12 @@ def backup_database(profile: Profile, project: Project, server: servers.Server) 
     return destination
 
 
-def archive_data_directory(profile: Profile, project: Project, server: servers.Server) -> Path:
-    """Archive the stopped server's data directory to a new dated .tar.gz; return its path.
-
-    The fallback when no password is left to dump with (a lost .env): a cold copy of the files,
-    which the same PostgreSQL version can start from again.
-    """
-    import os
-    import tarfile
-
-    if servers.state(server).running:
-        raise RuntimeError("archive_data_directory needs a stopped server")
-    taken = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    destination = backup_dir(profile, project) / f"{profile.name}-datadir-{taken}.tar.gz"
-    partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
-    try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=1) as archive:
-            archive.add(server.data_dir, arcname=profile.name)
-            raw.flush()
-            os.fsync(raw.fileno())
-        publish_new(partial, destination)  # never over an existing file
-    finally:
-        partial.unlink(missing_ok=True)
-    return destination
-
-
 def list_backups(profile: Profile, project: Project) -> list[DatabaseBackup]:
     """Return the environment's pg_dump archives, newest first (other files are ignored)."""
     folder = project.root / "backups" / profile.name
     found = []
     for path in folder.glob("*.dump") if folder.is_dir() else ():
-        match = _ARCHIVE.match(path.name)
+        match = _ARCHIVE.fullmatch(path.name)
         if match and match["env"] == profile.name:
             taken = datetime.strptime(match["stamp"], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
             found.append(DatabaseBackup(path, taken, path.stat().st_size))
@@ -128,9 +98,8 @@ def restore_backup(profile: Profile, project: Project, server: servers.Server, a
         )
     before = backup_database(profile, project, server)
     owner = credentials.target(profile, project, "owner", socket_dir=str(server.socket_dir))
-    clients.restore_database(server, profile.database.name, owner.user, owner.password, archive)
-    if stamped != profile.name:
-        with connection.connect(owner) as conn:
-            stamp.write_stamp(conn, profile.name)
-            conn.commit()
+    # The restore, its new stamp and the application role's limits commit together, or not at all.
+    then = [stamp.write_stamp_sql(profile.name)] if stamped != profile.name else []
+    then += roles.application_role_sql(roles.ROLE_NAMES["app"])
+    clients.restore_database(server, profile.database.name, owner.user, owner.password, archive, then=then)
     return before

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from services.errors import UsageError
 from services.files import write_atomic
 
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
@@ -20,6 +21,11 @@ def read(path: Path) -> dict[str, str]:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text; fix it, or move it away and run `invoke setup` "
+                         "(which gets you back into your environments with new passwords)") from None
+    except OSError as exc:
+        raise UsageError(f"{path} cannot be read ({exc.strerror}); it must be a file you can read") from None
     values: dict[str, str] = {}
     for line in text.splitlines():
         if line.lstrip().startswith("#"):
@@ -39,14 +45,15 @@ def update(path: Path, changes: dict[str, str | None]) -> None:
     from filelock import FileLock
 
     path = Path(path)
-    with FileLock(str(path.with_name(path.name + ".lock"))):
+    with FileLock(str(path.with_name(path.name + ".lock")), mode=0o600):
         _update(path, changes)
 
 
 def _update(path: Path, changes: dict[str, str | None]) -> None:
-    try:
+    if path.exists() or path.is_symlink():
+        read(path)  # refuses what is not a readable UTF-8 file, before anything is written
         lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
+    else:
         lines = ["# Written by piper-ops (invoke setup). Holds secrets: never commit, never share."]
     pending = dict(changes)
     kept: list[str] = []

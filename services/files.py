@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from services.errors import UsageError
 
 
 def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
@@ -24,19 +27,21 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
 def atomic_file(path: Path, *, mode: int = 0o644) -> Iterator[Path]:
     """Yield an empty temporary file beside path, created with mode; fill it inside the block.
 
-    When the block ends normally the file is flushed to disk and renamed to path (replacing what
-    was there), and the rename is flushed too; when it raises, the temporary file is removed and
-    path is untouched.
+    When the block ends normally the file is flushed to disk, given its mode and renamed to path
+    (replacing what was there), and the rename is flushed too; when it raises, the temporary file
+    is removed and path is untouched. Until then it is 0600, and one that a killed run left
+    behind is removed by the next write beside it (`sweep_partials`).
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_partials(path.parent, path.name)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".partial", dir=path.parent)
     try:
-        os.fchmod(fd, mode)
-        os.close(fd)
+        os.close(fd)  # mkstemp made it 0600: a partial file is private until it is complete
         yield Path(tmp_name)
         fd = os.open(tmp_name, os.O_RDONLY)
         try:
             os.fsync(fd)
+            os.fchmod(fd, mode)
         finally:
             os.close(fd)
         os.replace(tmp_name, path)
@@ -55,7 +60,8 @@ def write_new(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
     For backups and exports: complete or absent, and never over an earlier one.
     """
     path = Path(path)
-    partial = path.with_name(f".{path.name}.new-{os.getpid()}")
+    sweep_partials(path.parent, path.name)
+    partial = partial_path(path)
     write_atomic(partial, data, mode=mode)
     publish_new(partial, path)
 
@@ -84,3 +90,73 @@ def fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def partial_path(path: Path) -> Path:
+    """Return the name under which this process writes path until it is complete (`.NAME.PID.partial`)."""
+    return Path(path).with_name(f".{Path(path).name}.{os.getpid()}.partial")
+
+
+def sweep_partials(directory: Path, name: str) -> None:
+    """Remove the partial files of name in directory that a killed process left behind.
+
+    A partial file carries the PID of the process writing it; it is left alone while that process
+    lives, and removed once it is gone (kill -9 runs no clean-up of its own).
+    """
+    try:
+        candidates = list(Path(directory).glob(f".{name}.*.partial"))
+    except OSError:
+        return
+    for candidate in candidates:
+        pid = candidate.name[len(name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            candidate.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another account's process
+    return True
+
+
+def private_dir(base: Path, *parts: str) -> Path:
+    """Return base/parts..., each directory created (or closed) to mode 0700: for secrets and personal data."""
+    directory = Path(base)
+    for part in parts:
+        directory = directory / part
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    return directory
+
+
+def read_regular_file(path: Path, max_bytes: int, *, what: str = "file", allow_link: bool = True) -> bytes:
+    """Return the bytes of a regular file of at most max_bytes; raise UsageError naming the problem.
+
+    Only a regular file is read: a FIFO would hang the command and a device (/dev/zero) never end.
+    With allow_link=False a symbolic link is refused too. The read is bounded, and the file is
+    opened without blocking and checked again once open (it cannot be swapped for a FIFO meanwhile).
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | (0 if allow_link else getattr(os, "O_NOFOLLOW", 0)))
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist; check the path") from None
+    except OSError as exc:
+        if not allow_link and os.path.islink(path):
+            raise UsageError(f"{path} is a symbolic link; the {what} must be a file of its own") from None
+        raise UsageError(f"{path} cannot be read ({exc.strerror}); check the path and its permissions") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UsageError(f"{path} is a directory; name the {what} itself")
+        raise UsageError(f"{path} is not a regular file (a FIFO, socket or device); pass the {what} itself")
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UsageError(f"{path} is larger than a {what} may be ({max_bytes} bytes); check that it is the right file")
+    return data

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from services import identifiers
-from services.errors import ProfileError
-from services.files import write_atomic
+from services.errors import ProfileError, UsageError
+from services.files import read_regular_file, write_atomic
 from services.project import Project
 
 SERVER_KINDS = ("embedded", "system", "hosted")
+#: A profile is a page of YAML; a bigger file is not one (and every read is bounded).
+MAX_PROFILE_BYTES = 1 << 20
 BRANCH_POLICIES = ("warn", "refuse")
 SSL_MODES = ("require", "verify-ca", "verify-full")
 LOOPBACK_ADDRESSES = ("", "127.0.0.1", "::1", "localhost")
@@ -139,11 +141,27 @@ def load_profiles(project: Project) -> list[Profile]:
     return [_parse(project.environments_dir / f"{n}.yaml", project) for n in profile_names(project)]
 
 
+def check_distinct(profile: Profile, project: Project) -> None:
+    """Refuse a local profile that shares its data directory or its port with another profile."""
+    if profile.hosted:
+        return
+    for other in load_profiles(project):
+        if other.name == profile.name or other.hosted:
+            continue
+        for key, same in (("database.data_dir", other.data_path(project) == profile.data_path(project)),
+                          ("database.port", other.database.port == profile.database.port)):
+            if same:
+                raise ProfileError(f"{profile.source}: key '{key}' is the same as environment {other.name!r}'s "
+                                   f"({other.source}); give each environment its own")
+
+
 def _parse(path: Path, project: Project) -> Profile:
     try:
-        raw = _load_yaml(path.read_bytes(), path)
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot be read ({exc.strerror}); check the file") from None
+        raw = _load_yaml(read_regular_file(path, MAX_PROFILE_BYTES, what="profile"), path)
+    except ProfileError:
+        raise
+    except UsageError as exc:
+        raise ProfileError(str(exc)) from None
     if not isinstance(raw, dict):
         raise ProfileError(f"{path}: must be a mapping of keys to values")
     check = _Checker(path)
@@ -174,8 +192,10 @@ def _load_yaml(text: bytes, path: Path) -> Any:
             pass
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        _check_plain_yaml(text, path, loader)
+        raw = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -189,6 +209,32 @@ def _load_yaml(text: bytes, path: Path) -> Any:
     except (TypeError, ValueError, OSError):
         pass  # not plain JSON, or nowhere to write: parse it every time
     return raw
+
+
+def _check_plain_yaml(text: bytes, path: Path, loader: Any) -> None:
+    """Refuse what YAML allows but a profile never needs: anchors and aliases (`&a`, `*a`: a few
+    lines of them expand to billions of values) and a key given twice (YAML keeps the last one
+    silently, so a second `database:` block would win unseen)."""
+    import yaml
+
+    for token in yaml.scan(text, Loader=loader):
+        if isinstance(token, (yaml.AnchorToken, yaml.AliasToken)):
+            raise ProfileError(f"{path}: uses a YAML anchor or alias at line {token.start_mark.line + 1}; "
+                               "write the values out")
+    stack = [yaml.compose(text, Loader=loader)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen:
+                        raise ProfileError(f"{path}: key '{key.value}' is given twice (line {key.start_mark.line + 1}); "
+                                           "keep one")
+                    seen.add(key.value)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 def _yaml_cache() -> Path:

@@ -1,175 +1,104 @@
-"""Test fixtures: temporary piper-ops projects with real PostgreSQL servers.
+"""Fixtures and hooks: temporary piper-ops projects with real PostgreSQL servers, in one private directory.
 
-Tests never read the developer's own `.env`, `postgres_data/` or selected environment: every
-project lives in a temporary directory named by $PIPER_ROOT, with the repository's profiles copied
-in and moved to free ports, and every server it starts is removed at the end of the run.
+Tests never read the developer's own `.env`, `postgres_data/`, caches or selected environment:
+every project lives in a temporary directory named by $PIPER_ROOT, with the repository's profiles
+copied in and moved to free ports. Everything a run makes lives in one private directory
+(tests/support/temp_root.py), which is removed at the end of the run after every server it
+started is stopped; pass `--basetemp DIR` to keep the test projects (their `.env` files hold
+passwords) in a directory of your own instead.
+
+Which environment a test gets:
+- `project`: a fresh project, nothing set up (each setup in it costs about a second);
+- `fresh_alpha`, `fresh_tester`: a fresh project with that environment set up, for a test that
+  changes the environment in a way another test could notice (stops its server, changes roles,
+  grants, passwords, profiles or files, restores a backup, deletes its default user);
+- `alpha_env`, `tester`, `production_env`: environments shared by the whole run (per pytest-xdist
+  worker), for tests that only read them or add users of their own with unique names.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import random
-import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from services import credentials
+from services import credentials, envfile
+from services.database import connection
 from services.environments import setup as env_setup
-from services.environments import steps as env_steps
-from services.errors import PiperError
-from services.postgres import data_dirs, servers
-from services.profiles import Profile, load_profile, load_profiles
-from services.project import CODE_ROOT, Project
+from services.postgres import server_account, servers
+from services.profiles import Profile, load_profile
+from services.project import Project
+from tests.support import temp_root
+from tests.support.cli import KEPT_VARIABLES
+from tests.support.projects import (
+    free_port,
+    make_project,
+    remove_made_servers,
+    remove_recorded_servers,
+    remove_servers,
+    set_up,
+)
+from tests.support.tls_proxy import TLSProxy
 
-REPO = CODE_ROOT
-_STARTED: list[Project] = []
-_PORTS_GIVEN: set[int] = set()
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now.
-
-    Chosen below the kernel's ephemeral range (32768 and up on Linux, 49152 on macOS), so that no
-    outgoing connection can take it while a test server is stopped.
-    """
-    while True:
-        port = random.randint(20000, 32000)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        if port not in _PORTS_GIVEN:
-            _PORTS_GIVEN.add(port)
-            return port
+_OWN_ROOT = pytest.StashKey[Path]()
+_SAVED = pytest.StashKey[dict[str, str | None]]()
+_VARIABLES = ("TMPDIR", "PIPER_YAML_CACHE", "PIPER_TEMPLATE_CACHE")
 
 
-def make_project(root: Path, edits: dict[str, dict] | None = None) -> Project:
-    """Create a project in root: the repository's profiles on free ports, plus optional edits.
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # Before pytest's own tmp_path plugin reads --basetemp. A pytest-xdist worker uses the root of
+    # the process that started it; that process made it and removes it.
+    root = temp_root.current() if hasattr(config, "workerinput") else None
+    if root is None:
+        root = temp_root.create()
+        config.stash[_OWN_ROOT] = root
+    if config.option.basetemp is None:
+        config.option.basetemp = str(root / "t")
+    config.stash[_SAVED] = {key: os.environ.get(key) for key in _VARIABLES} | {"tempfile.tempdir": tempfile.tempdir}
+    scratch = temp_root.path("tmp")
+    os.environ["TMPDIR"] = str(scratch)
+    tempfile.tempdir = str(scratch)
+    # Parsed profiles are cached by content (services/profiles.py): the run keeps its own cache.
+    os.environ["PIPER_YAML_CACHE"] = str(temp_root.path("yaml-cache"))
+    # As an ordinary user the template clusters live in the user's cache: the run keeps its own.
+    # As root they live in /var/lib/piper-ops/templates, the product's cache, and stay there.
+    if not server_account.needed():
+        os.environ["PIPER_TEMPLATE_CACHE"] = str(temp_root.path("templates"))
 
-    edits maps a profile name to keys to change, e.g. {"alpha": {"branch_policy": "refuse"}};
-    a nested mapping such as {"database": {"port": 5}} is merged into the profile's.
-    """
-    (root / "environments").mkdir(parents=True, exist_ok=True)
-    for source in sorted((REPO / "environments").glob("*.yaml")):
-        data = yaml.safe_load(source.read_text())
-        if data["database"].get("server") != "hosted":
-            data["database"]["port"] = free_port()
-        for key, value in (edits or {}).get(data["name"], {}).items():
-            if isinstance(value, dict):
-                data.setdefault(key, {}).update(value)
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A test that failed half-way may leave a server running: stop them all.
+    remove_made_servers()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    root = config.stash.get(_OWN_ROOT, None)
+    if root is not None:
+        remove_recorded_servers(root)  # those of workers that died before they could stop theirs
+    saved = config.stash.get(_SAVED, {})
+    for key in _VARIABLES:
+        if key in saved:
+            if saved[key] is None:
+                os.environ.pop(key, None)
             else:
-                data[key] = value
-        (root / "environments" / source.name).write_text(yaml.safe_dump(data, sort_keys=False))
-    if (REPO / "config").is_dir():
-        shutil.copytree(REPO / "config", root / "config", dirs_exist_ok=True)
-    # dev's setup migrates the PM's personal data from a git-ignored file: here, a fake one.
-    (root / "private").mkdir(mode=0o700, exist_ok=True)
-    (root / "private" / "dev_user_data.json").write_text(json.dumps({
-        "piper_personal_data": 1, "username": "xian", "display_name": "Fake Dev Person",
-        "preferences": {"tone": "fake-dev-tone", "projects": ["fake-project-one"]}}))
-    project = Project(root.resolve())
-    _STARTED.append(project)
-    return project
-
-
-def run_script_step(name: str, argv: list[str]) -> int:
-    """The same step runner as tasks.py: a script's main(argv)."""
-    import importlib
-
-    return int(importlib.import_module(f"scripts.{name}").main(argv))
-
-
-def set_up(profile: Profile, project: Project, data_file: str | None = None) -> env_setup.SetupReport:
-    """Run `invoke setup`'s two halves for a profile in a temporary project."""
-    old = os.environ.get("PIPER_ROOT")
-    os.environ["PIPER_ROOT"] = str(project.root)
-    try:
-        plan = env_steps.plan_setup_steps(profile, project, data_file)
-        report = env_setup.setup_environment(profile, project)
-        env_steps.run_setup_steps(plan, run_script_step)
-    finally:
-        if old is None:
-            os.environ.pop("PIPER_ROOT", None)
-        else:
-            os.environ["PIPER_ROOT"] = old
-    return report
-
-
-def remove_servers(project: Project) -> None:
-    """Stop and delete every local server of a temporary project."""
-    if not project.environments_dir.is_dir():
-        return
-    try:
-        profiles = load_profiles(project)
-    except PiperError:
-        return
-    for profile in profiles:
-        if profile.hosted:
-            continue
-        try:
-            data_dirs.remove(servers.locate(profile, project))
-        except PiperError:
-            pass
-
-
-def cli_env(project: Project, **extra: str) -> dict[str, str]:
-    """Return an environment for a subprocess acting on the project (and on nothing else)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPER_") or k in _KEEP}
-    env["PIPER_ROOT"] = str(project.root)
-    env.update(extra)
-    return env
-
-
-def run_cli(argv: list[str], project: Project, *, input: str | None = None, **extra: str) -> subprocess.CompletedProcess[str]:
-    """Run a command (invoke or a script) as a real subprocess in the project."""
-    return subprocess.run(argv, cwd=REPO, env=cli_env(project, **extra), input=input, capture_output=True,
-                          text=True, timeout=300, check=False)
-
-
-INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(REPO)]
-
-
-def fake_profile(*terms: str, extra: str = "") -> str:
-    """Return the YAML of a fake profile `fake` whose audit terms are `term: X, kind: Y` entries."""
-    lines = ["name: fake", "branch: main", "default_user: {username: zquux, email: zquux@example.invalid}",
-             "database: {name: piper_fake, port: 54399}", *([extra] if extra else []), "audit:", "  terms:"]
-    lines += [f"    - {{{term}}}" for term in terms]
-    return "\n".join(lines) + "\n"
-
-
-def fake_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profile_yaml: str, piper_md: str) -> Path:
-    """Make a database-free project in tmp_path with one fake profile and a PIPER.md; select it."""
-    (tmp_path / "environments").mkdir()
-    (tmp_path / "config").mkdir()
-    (tmp_path / "environments" / "fake.yaml").write_text(profile_yaml)
-    (tmp_path / "config" / "PIPER.md").write_text(piper_md)
-    monkeypatch.setenv("PIPER_ROOT", str(tmp_path))
-    monkeypatch.delenv("PIPER_ENV", raising=False)
-    return tmp_path
-
-
-# As an ordinary user the template clusters live in the user's cache; tests keep their own.
-if hasattr(os, "geteuid") and os.geteuid() != 0:
-    os.environ["PIPER_TEMPLATE_CACHE"] = tempfile.mkdtemp(prefix="piper-test-templates-")
-# Parsed profiles are cached by content (services/profiles.py); tests keep their own cache too.
-os.environ["PIPER_YAML_CACHE"] = tempfile.mkdtemp(prefix="piper-test-yaml-")
-_KEEP = {"PIPER_TEMPLATE_CACHE", "PIPER_YAML_CACHE"}
+                os.environ[key] = saved[key]  # type: ignore[assignment]
+    if "tempfile.tempdir" in saved:
+        tempfile.tempdir = saved["tempfile.tempdir"]
+    if root is not None:
+        temp_root.remove(root)
 
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the developer's selection and secrets out of every test."""
     for key in list(os.environ):
-        if key.startswith("PIPER_") and key not in _KEEP:
+        if key.startswith("PIPER_") and key not in KEPT_VARIABLES:
             monkeypatch.delenv(key)
 
 
@@ -182,13 +111,29 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
     remove_servers(proj)
 
 
+def _fresh(name: str, project: Project) -> tuple[Profile, Project]:
+    profile = load_profile(name, project)
+    set_up(profile, project)
+    return profile, project
+
+
+@pytest.fixture
+def fresh_alpha(project: Project) -> tuple[Profile, Project]:
+    """An alpha environment of the test's own (a fresh project, set up and selected), removed after."""
+    return _fresh("alpha", project)
+
+
+@pytest.fixture
+def fresh_tester(project: Project) -> tuple[Profile, Project]:
+    """A tester environment of the test's own (a fresh project, set up and selected), removed after."""
+    return _fresh("tester", project)
+
+
 @pytest.fixture(scope="session")
 def alpha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Profile, Project]]:
     """One alpha environment set up once for the tests that only read or add to it."""
     proj = make_project(tmp_path_factory.mktemp("alpha") / "proj")
-    profile = load_profile("alpha", proj)
-    set_up(profile, proj)
-    yield profile, proj
+    yield _fresh("alpha", proj)
     remove_servers(proj)
 
 
@@ -197,12 +142,6 @@ def alpha_env(alpha: tuple[Profile, Project], monkeypatch: pytest.MonkeyPatch) -
     """The shared alpha environment, selected through $PIPER_ROOT for this test."""
     monkeypatch.setenv("PIPER_ROOT", str(alpha[1].root))
     return alpha
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    # A test that failed half-way may leave a server running: stop them all.
-    for proj in _STARTED:
-        remove_servers(proj)
 
 
 @pytest.fixture(scope="session")
@@ -216,27 +155,20 @@ def other_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]
 @pytest.fixture(scope="session")
 def tester(other_project: Project) -> tuple[Profile, Project]:
     """The tester environment, set up once in the second shared project."""
-    profile = load_profile("tester", other_project)
-    set_up(profile, other_project)
-    return profile, other_project
+    return _fresh("tester", other_project)
 
 
 @pytest.fixture(scope="session")
 def hosted(other_project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Profile, Project, dict[str, str]]]:
     """A stand-in for hosted production: the dev server of the second shared project behind a TLS front
-    (tests/tls_proxy.py, with a self-signed certificate made here), reached through
+    (tests/support/tls_proxy.py, with a self-signed certificate made here), reached through
     $PIPER_PRODUCTION_DATABASE_URL with sslmode=verify-full, and set up as production.
 
     Yields (production profile, project, {variable: URL}) for the owner's and the application's
     URLs; tests set them in their own environment.
     """
-    from services import envfile
-    from services.database import connection
-    from tests.tls_proxy import TLSProxy
-
     project = other_project
-    profile = load_profile("dev", project)
-    set_up(profile, project)
+    profile, _ = _fresh("dev", project)
     server = servers.locate(profile, project)
     certs = tmp_path_factory.mktemp("tls")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",

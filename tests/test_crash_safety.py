@@ -16,7 +16,8 @@ from services.database import connection
 from services.postgres import servers
 from services.profiles import load_profile
 from services.project import Project
-from tests.conftest import INVOKE, REPO, cli_env, run_cli
+from tests.support.cli import INVOKE, cli_env, run_cli
+from tests.support.projects import REPO
 
 
 def _kill_tree(process: subprocess.Popen, after: float) -> None:
@@ -68,6 +69,8 @@ def test_an_import_killed_midway_leaves_all_or_nothing(alpha_env, tester, tmp_pa
         with connection.connect(credentials.target(t_profile, t_project, "owner")) as conn:
             conn.execute("DELETE FROM alpha_users WHERE username = 'fake.crash'")
             conn.commit()
+            # Only this attempt's record counts: an earlier attempt may have finished a moment ago.
+            started = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         run = subprocess.Popen([sys.executable, "scripts/import_user_data.py", "--username", "fake.crash", "--data",
                                 str(document), "--yes", "--env", "tester"], cwd=REPO, env=cli_env(t_project),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -75,7 +78,7 @@ def test_an_import_killed_midway_leaves_all_or_nothing(alpha_env, tester, tmp_pa
         with connection.connect(credentials.target(t_profile, t_project, "owner")) as conn:
             row = conn.execute("SELECT preferences FROM alpha_users WHERE username = 'fake.crash'").fetchone()
             events = conn.execute("SELECT count(*) FROM user_data_events WHERE username = 'fake.crash' "
-                                  "AND event = 'import' AND occurred_at > now() - interval '5 seconds'").fetchone()[0]
+                                  "AND event = 'import' AND occurred_at >= %s", (started,)).fetchone()[0]
         assert row is None or row[0] == big, "a partial import is visible"
         assert (row is not None) == (events >= 1), "an import and its record must land together"
     # Whatever the timing, the next import finishes the job.

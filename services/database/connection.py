@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     import psycopg
     from sqlalchemy.engine import Engine
 
+class AuthenticationFailed(ClusterError):
+    """The server refused the role's password."""
+
+
 #: sslmodes that allow a connection without TLS.
 PLAIN_SSLMODES = ("disable", "allow", "prefer")
 
@@ -73,6 +77,10 @@ def target_from_url(url: str, *, environment: str, variable: str, default_dbname
         params = conninfo_to_dict(url)
     except ProgrammingError:
         raise UsageError(f"{variable} is not a valid PostgreSQL URL; use postgresql://user:password@host:port/dbname") from None
+    port = str(params.get("port") or "")
+    if port and (not port.isdigit() or not 0 < int(port) < 65536):
+        raise UsageError(f"{variable} is not a valid PostgreSQL URL (its port is not a number from 1 to 65535); "
+                         "use postgresql://user:password@host:port/dbname")
     sslmode = str(params.get("sslmode") or required_sslmode)
     if sslmode in PLAIN_SSLMODES:
         raise UsageError(
@@ -82,7 +90,7 @@ def target_from_url(url: str, *, environment: str, variable: str, default_dbname
     return Target(
         environment=environment,
         host=str(params.get("host") or "localhost"),
-        port=int(params["port"]) if params.get("port") else None,
+        port=int(port) if port else None,
         dbname=str(params.get("dbname") or default_dbname),
         user=str(params.get("user") or ""),
         password=str(params.get("password") or ""),
@@ -99,8 +107,14 @@ def connect(where: Target, *, autocommit: bool = False) -> psycopg.Connection:
     try:
         return psycopg.connect(where.conninfo(), autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        # libpq's whole message, on one line: its last line alone often lacks the reason.
+        reason = " ".join(part.strip() for part in str(exc).split("\n") if part.strip()) or type(exc).__name__
         reason = reason.replace(where.password, "***") if where.password else reason
+        if "password authentication failed" in reason:
+            fix = (f"check the password in {where.url_env}" if where.url_env else
+                   f"run `invoke setup --env {where.environment}`, which gives the role the password in .env again")
+            raise AuthenticationFailed(f"cannot connect to environment {where.environment!r} at {where.display()}: "
+                                       f"{reason}; {fix}") from None
         fix = (f"check the URL in {where.url_env} and that the server offers TLS" if where.url_env
                else f"run `invoke status` and `invoke db-start --env {where.environment}`")
         raise ClusterError(f"cannot connect to environment {where.environment!r} at {where.display()}: {reason}; {fix}") from None

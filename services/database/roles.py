@@ -9,7 +9,6 @@ works on a connection it is given; none reads settings of its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -83,28 +82,37 @@ def bootstrap(conn: psycopg.Connection, dbname: str, passwords: dict[str, str], 
     return changes
 
 
-def grant_application_role(conn: psycopg.Connection, app_role: str) -> None:
-    """Let the application role use what the owner's migrations create.
+def application_role_sql(app_role: str) -> list[str]:
+    """Return the statements that give the application role what it may use and keep it from the rest.
 
-    Runs in the migration's transaction, so a database is never migrated without its grants.
+    First the grants on what the owner's migrations create, then the limits: it may read which
+    environment and revision this is, never change them, and the record of data moves and the
+    invitations stay out of its reach (each only where its table exists: an older schema may
+    lack one). Plain SQL, so that psql (a restore) and the driver (setup) run the very same.
     """
-    from psycopg import sql
+    app = _quoted(app_role)
+    statements = [
+        f"GRANT USAGE ON SCHEMA public TO {app}",
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app}",
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {app}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app}",
+    ]
+    for table, privileges in [*((t, "INSERT, UPDATE, DELETE, TRUNCATE") for t in READ_ONLY_FOR_APP),
+                              *((t, "ALL") for t in CLOSED_TO_APP)]:
+        revoke = f"REVOKE {privileges} ON public.{_quoted(table)} FROM {app}"
+        statements.append(f"DO $piper$ BEGIN IF to_regclass('public.{table}') IS NOT NULL THEN "
+                          f"EXECUTE '{revoke}'; END IF; END $piper$")
+    return statements
 
-    app = sql.Identifier(app_role)
-    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(app))
-    conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}").format(app))
-    conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {}").format(app))
-    conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(app))
+
+def limit_application_role(conn: psycopg.Connection, app_role: str) -> None:
+    """Run application_role_sql inside the caller's transaction (a migration's: never one without the other)."""
+    for statement in application_role_sql(app_role):
+        conn.execute(statement)
 
 
-def protect_bookkeeping(conn: psycopg.Connection, app_role: str) -> None:
-    """The application role may read which environment and revision this is, never change them;
-    the record of data moves and the invitations stay out of its reach altogether."""
-    from psycopg import sql
-
-    role = sql.Identifier(app_role)
-    conn.execute(sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(_tables(READ_ONLY_FOR_APP), role))
-    conn.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(_tables(CLOSED_TO_APP), role))
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def application_limits_hold(conn: psycopg.Connection, app_role: str) -> bool:
@@ -127,9 +135,3 @@ def closed_tables_reachable(conn: psycopg.Connection) -> list[str]:
     return [name for name in CLOSED_TO_APP if conn.execute(
         "SELECT has_table_privilege(current_user, %s, 'SELECT, INSERT, UPDATE, DELETE')", (f"public.{name}",)
     ).fetchone()[0]]  # type: ignore[index]
-
-
-def _tables(names: Sequence[str]):  # type: ignore[no-untyped-def]
-    from psycopg import sql
-
-    return sql.SQL(", ").join(map(sql.Identifier, names))

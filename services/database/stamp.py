@@ -41,8 +41,15 @@ def check_stamp(connection: psycopg.Connection, environment: str, where: str, *,
 
 def write_stamp(connection: psycopg.Connection, environment: str) -> None:
     """Stamp the database with its environment (inside the caller's transaction)."""
-    connection.execute(
-        "INSERT INTO public.piper_metadata (key, value) VALUES (%s, %s) "
-        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-        (STAMP_KEY, environment),
-    )
+    connection.execute(write_stamp_sql(environment))
+
+
+def write_stamp_sql(environment: str) -> str:
+    """Return the statement that stamps a database with its environment, for psql and the driver alike."""
+    return ("INSERT INTO public.piper_metadata (key, value) VALUES "
+            f"({_literal(STAMP_KEY)}, {_literal(environment)}) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services import credentials, db_backups, envfile
-from services.environments import locking, provisioning
+from services.environments import access, locking, provisioning
 from services.errors import ConfirmationRequired, PiperError, UsageError
 from services.postgres import data_dirs, servers
 from services.profiles import Profile
@@ -21,13 +21,16 @@ def start_environment(profile: Profile, project: Project) -> servers.ServerState
     """Start the environment's server (recovering from a crash); return its state."""
     with locking.environment_lock(profile, project):
         server = servers.prepare(profile, project)
+        data_dirs.check_owner(server)
         return servers.start(server, config_file=profile.source)
 
 
 def stop_environment(profile: Profile, project: Project) -> bool:
     """Stop the environment's server; return False when it was not running."""
     with locking.environment_lock(profile, project):
-        return servers.stop(servers.locate(profile, project))
+        server = servers.locate(profile, project)
+        data_dirs.check_owner(server)
+        return servers.stop(server)
 
 
 def check_not_protected(profile: Profile, refusal: str) -> None:
@@ -46,7 +49,9 @@ class TeardownResult:
 def teardown_environment(profile: Profile, project: Project, *, confirmed: bool) -> TeardownResult:
     """Back up the database, then stop the server, delete its data and forget its secrets.
 
-    The backup comes first and must succeed: a failed backup leaves everything as it was.
+    The backup comes first and must succeed: a failed backup leaves everything as it was. It is
+    always a restorable pg_dump archive: when `.env` lost the passwords, they are reset first
+    (services/environments/access.py).
     """
     check_not_protected(profile, "it cannot be torn down")
     if not confirmed:
@@ -56,14 +61,10 @@ def teardown_environment(profile: Profile, project: Project, *, confirmed: bool)
         backup = None
         existed = server.project_data_dir.exists() or server.project_data_dir.is_symlink()
         if servers.state(server).initialized:
-            if _has_passwords(profile, project):
-                servers.start(server, config_file=profile.source)
-                if _database_exists(profile, project, server):
-                    backup = db_backups.backup_database(profile, project, server)
-            else:
-                # .env lost its passwords: no dump is possible, so keep a cold copy of the files.
-                servers.stop(server)
-                backup = db_backups.archive_data_directory(profile, project, server)
+            data_dirs.check_owner(server)
+            server = _running_with_access(profile, project, server)
+            if _database_exists(profile, project, server):
+                backup = db_backups.backup_database(profile, project, server)
         data_dirs.remove(server)
         changes: dict[str, str | None] = {credentials.password_key(profile.name, r): None for r in ("admin", "owner", "app")}
         if envfile.read(project.env_file).get(ENV_VARIABLE) == profile.name:
@@ -119,15 +120,26 @@ def restore_environment(profile: Profile, project: Project, archive: Path | None
 
 def _running_server(profile: Profile, project: Project) -> servers.Server:
     server = servers.prepare(profile, project)
+    data_dirs.check_owner(server)
     if not servers.state(server).initialized:
         raise UsageError(f"environment {profile.name!r} has no database server; run `invoke setup --env {profile.name}`")
     servers.start(server, config_file=profile.source)
     return server
 
 
-def _has_passwords(profile: Profile, project: Project) -> bool:
-    known = credentials.known_secrets(project)
-    return all(known.get(credentials.password_key(profile.name, role)) for role in ("admin", "owner"))
+def _running_with_access(profile: Profile, project: Project, server: servers.Server) -> servers.Server:
+    """Start the server and make the passwords in .env its roles' own (see access.py); return the server."""
+    notes: list[str] = []
+    passwords = access.ensure_passwords(profile, project, notes)
+    servers.start(server, config_file=profile.source)
+    sockets = str(server.socket_dir)
+    admin = credentials.target(profile, project, "admin", dbname="postgres", socket_dir=sockets)
+    server = access.ensure_superuser(profile, server, admin, notes)
+    if provisioning.database_exists(admin, profile.database.name):
+        stale = access.stale_roles(profile, project, sockets)
+        if stale:
+            provisioning.bootstrap_database(admin, profile, passwords, reset=stale)
+    return server
 
 
 def _database_exists(profile: Profile, project: Project, server: servers.Server) -> bool:

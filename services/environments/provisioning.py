@@ -14,12 +14,6 @@ from services.profiles import Profile
 from services.project import Project
 
 
-def set_superuser_password(admin: Target, password: str) -> None:
-    """Give the superuser of a server a new password (admin is its connection, with the current one)."""
-    with connection.connect(admin, autocommit=True) as conn:
-        roles.set_role_password(conn, roles.SUPERUSER, password)
-
-
 def bootstrap_database(admin: Target, profile: Profile, passwords: dict[str, str], *,
                        reset: frozenset[str] = frozenset()) -> list[str]:
     """Create the owner and application roles and the environment's database where missing;
@@ -62,12 +56,10 @@ def migrate_and_stamp(owner: Target, profile: Profile, project: Project, changes
         raw = sa_conn.connection.driver_connection
         # Re-check inside the transaction: another process may have stamped it meanwhile.
         stamp.check_stamp(raw, profile.name, owner.display(), allow_unstamped=True)
-        if app_role is not None:
-            roles.grant_application_role(raw, app_role)
         schema.upgrade(sa_conn, project.migrations_dir, "head")
         stamp.write_stamp(raw, profile.name)
         if app_role is not None:
-            roles.protect_bookkeeping(raw, app_role)
+            roles.limit_application_role(raw, app_role)
     if current != head:
         changes.append(f"migrated {profile.database.name} from {current or 'empty'} to {head}")
     if found is None:

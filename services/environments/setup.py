@@ -1,6 +1,7 @@
 """`invoke setup`: one command brings an environment to its profile's state (ADR-040's onboarding).
 
-Provision (or reuse) the local server, generate the passwords, create the database and roles,
+Provision (or reuse) the local server, generate the passwords (or get back into a server whose
+passwords `.env` lost: services/environments/access.py), create the database and roles,
 migrate to head and stamp it in one transaction, select it in `.env`. The profile's setup steps
 (services/environments/steps.py) are planned before it and run after it. Every step checks
 before it acts, so a second run changes nothing.
@@ -8,13 +9,12 @@ before it acts, so a second run changes nothing.
 
 from __future__ import annotations
 
-import secrets as token_source
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from services import credentials, envfile, gitinfo
-from services.environments import locking, provisioning
-from services.errors import PiperError, UsageError
+from services.environments import access, locking, provisioning
+from services.errors import PiperError
 from services.postgres import data_dirs, servers
 from services.profiles import Profile
 from services.project import ENV_VARIABLE, Project
@@ -69,7 +69,11 @@ def _setup_local(profile: Profile, project: Project) -> SetupReport:
     changes: list[str] = []
     server = servers.prepare(profile, project)
     current = servers.state(server)
-    secrets, reset = _ensure_secrets(profile, project, initialized=current.initialized, changes=changes)
+    if current.initialized:
+        data_dirs.check_owner(server)
+    else:
+        data_dirs.check_can_initialize(server)  # a refused setup writes nothing, not even passwords
+    passwords = access.ensure_passwords(profile, project, changes)
     if not current.initialized:
         server = data_dirs.initialize(server)
         where = "" if server.data_dir == server.project_data_dir else f" (data in {server.data_dir})"
@@ -84,11 +88,12 @@ def _setup_local(profile: Profile, project: Project) -> SetupReport:
         preload.join()
     sockets = str(server.socket_dir)
     admin = credentials.target(profile, project, "admin", dbname="postgres", socket_dir=sockets)
-    initial = data_dirs.initial_password(server)
-    if initial is not None:
-        provisioning.set_superuser_password(replace(admin, password=initial), secrets["admin"])
-        data_dirs.forget_initial_password(server)
-    changes += provisioning.bootstrap_database(admin, profile, secrets, reset=reset)
+    server = access.ensure_superuser(profile, server, admin, changes)
+    data_dirs.claim(server)
+    changes += provisioning.bootstrap_database(admin, profile, passwords)
+    stale = access.stale_roles(profile, project, sockets)
+    if stale:  # .env lost or holds old passwords of roles that exist: they get the ones in .env
+        changes += provisioning.bootstrap_database(admin, profile, passwords, reset=stale)
     owner = credentials.target(profile, project, "owner", socket_dir=sockets)
     revision = provisioning.migrate_and_stamp(owner, profile, project, changes)
     return SetupReport(profile.name, owner.display(), revision, changes)
@@ -118,26 +123,3 @@ def _setup_hosted(profile: Profile, project: Project) -> SetupReport:
     revision = provisioning.migrate_and_stamp(owner, profile, project, changes)
     return SetupReport(profile.name, owner.display(), revision, changes)
 
-
-def _ensure_secrets(profile: Profile, project: Project, *, initialized: bool,
-                    changes: list[str]) -> tuple[dict[str, str], frozenset[str]]:
-    """Return the environment's passwords, generating missing ones, and the roles whose password
-    was generated for a server that already exists (setup then sets it on the role)."""
-    known = credentials.known_secrets(project)
-    roles = ("admin", "owner", "app")
-    found = {role: known.get(credentials.password_key(profile.name, role)) for role in roles}
-    if all(found.values()):
-        return {role: str(value) for role, value in found.items()}, frozenset()
-    if initialized and not found["admin"]:
-        raise UsageError(
-            f"{profile.database.data_dir} exists but {project.env_file} holds no "
-            f"{credentials.password_key(profile.name, 'admin')}; restore .env from your backup, "
-            f"or run `invoke teardown --env {profile.name}` to start over (it keeps a copy of the files in backups/)"
-        )
-    created = {role: value or token_source.token_urlsafe(32) for role, value in found.items()}
-    # The passwords reach .env before the server exists, so a crash can never leave a server
-    # whose password is known nowhere.
-    envfile.update(project.env_file, {credentials.password_key(profile.name, r): created[r] for r in roles})
-    changes.append(f"generated passwords for {profile.name} in {project.env_file.name} (mode 0600)")
-    reset = frozenset(role for role, value in found.items() if not value) if initialized else frozenset()
-    return {role: str(value) for role, value in created.items()}, reset

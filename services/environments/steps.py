@@ -10,6 +10,7 @@ from pathlib import Path
 from services.errors import PiperError, UsageError
 from services.profiles import Profile
 from services.project import Project
+from services.users import documents
 
 StepRunner = Callable[[str, list[str]], int]
 
@@ -47,9 +48,12 @@ def plan_setup_steps(profile: Profile, project: Project, data_file: str | None =
             continue
         if missing:
             raise UsageError(f"environment {profile.name!r} needs a data file at setup; pass --data-file PATH")
-        if "data_file" in needed and chosen is not None and not chosen.is_file():
-            raise UsageError(f"{chosen} ({origin}) does not exist; put the personal-data file there "
-                             "(shape in docs/USER_DATA.md), or pass --data-file FILE to setup")
+        if "data_file" in needed and chosen is not None:
+            if not chosen.exists():
+                raise UsageError(f"{chosen} ({origin}) does not exist; put the personal-data file there "
+                                 "(shape in docs/USER_DATA.md), or pass --data-file FILE to setup")
+            if "username" in needed:  # the file is for the user the step names: read it now, whole
+                documents.load_personal_data(chosen, values["username"])
         steps.append((step.script, tuple(arg.format(**values) for arg in step.args) + ("--env", profile.name)))
     return StepPlan(tuple(steps), tuple(skipped))
 

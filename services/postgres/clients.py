@@ -7,31 +7,32 @@ only through a private PGPASSFILE, never through their arguments or a PGPASSWORD
 from __future__ import annotations
 
 import os
-import shutil
+import secrets
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from services.errors import ClusterError
-from services.files import publish_new
+from services.files import partial_path, publish_new, sweep_partials
 from services.postgres import binaries, servers
 
 
 def dump_database(server: servers.Server, dbname: str, user: str, password: str, destination: Path) -> None:
     """Write a pg_dump custom-format archive of dbname to destination, then check it reads back.
 
-    The archive is written under a temporary name and linked into place only when complete and
-    verified, so an existing file is never overwritten.
+    The archive is written under a temporary name (0600 from the start; one a killed run left is
+    removed by the next) and linked into place only when complete and verified, so an existing
+    file is never overwritten.
     """
-    partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
+    sweep_partials(destination.parent, destination.name)
+    partial = partial_path(destination)
     try:
-        with passfile_env(password) as env:
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # pg_dump keeps the mode
+        with passfile_env(server, password) as env:
             for argv in (["pg_dump", "--format=custom", f"--file={partial}", *connection_args(server, user), dbname],
                          ["pg_restore", "--list", str(partial)]):
                 _run_client(server, argv, env, what=f"backup of {dbname}")
-        os.chmod(partial, 0o600)
         try:
             publish_new(partial, destination)
         except FileExistsError:
@@ -46,12 +47,48 @@ def archive_table(server: servers.Server, archive: Path, table: str) -> str:
                        binaries.child_env(), what=f"reading {archive.name}")
 
 
-def restore_database(server: servers.Server, dbname: str, user: str, password: str, archive: Path) -> None:
-    """Restore a pg_dump archive over dbname in one transaction: all of it, or nothing on any error."""
-    with passfile_env(password) as env:
-        _run_client(server, ["pg_restore", "--clean", "--if-exists", "--single-transaction", "--exit-on-error",
-                             "--no-owner", f"--role={user}", f"--dbname={dbname}", *connection_args(server, user),
-                             str(archive)], env, what=f"restore of {archive.name} into {dbname}")
+def restore_database(server: servers.Server, dbname: str, user: str, password: str, archive: Path, *,
+                     then: list[str] = ()) -> None:
+    """Restore a pg_dump archive over dbname, and run the statements `then`, in one transaction.
+
+    pg_restore writes the archive as SQL into a pipe, the server's psql runs it and then the
+    statements (a new stamp, the application role's limits) between one BEGIN and COMMIT: on any
+    error nothing is changed, and a restore is never committed without what must follow it.
+    """
+    read_restore, write_restore = os.pipe()
+    read_then, write_then = os.pipe()
+    with os.fdopen(write_then, "w", encoding="utf-8") as handle:  # a few statements: the pipe holds them
+        handle.write("".join(f"{statement};\n" for statement in then))
+    try:
+        restore = subprocess.Popen([str(server.bin_dir / "pg_restore"), "--clean", "--if-exists", "--no-owner",
+                                    f"--role={user}", "--file=-", str(archive)], stdin=subprocess.DEVNULL,
+                                   stdout=write_restore, stderr=subprocess.PIPE, env=binaries.child_env())
+    except BaseException:
+        os.close(read_then)
+        raise
+    finally:
+        os.close(write_restore)
+    try:
+        with passfile_env(server, password) as env:
+            argv = ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--single-transaction",
+                    *connection_args(server, user), f"--dbname={dbname}",
+                    f"--file=/dev/fd/{read_restore}", f"--file=/dev/fd/{read_then}"]
+            psql = subprocess.run([str(server.bin_dir / argv[0]), *argv[1:]], stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, env=env, check=False,
+                                  pass_fds=(read_restore, read_then))
+    finally:
+        os.close(read_restore)
+        os.close(read_then)
+        _, restore_errors = restore.communicate()
+    if restore.returncode != 0:
+        detail = (restore_errors.decode("utf-8", "replace").strip().splitlines() or [f"exit code {restore.returncode}"])[-1]
+        raise ClusterError(f"restore of {archive.name} into {dbname} in environment {server.environment!r} failed: "
+                           f"{detail}; nothing was changed")
+    if psql.returncode != 0:
+        errors = [line for line in psql.stderr.splitlines() if "ERROR" in line or "FATAL" in line]
+        detail = (errors or psql.stderr.strip().splitlines() or [f"exit code {psql.returncode}"])[-1]
+        raise ClusterError(f"restore of {archive.name} into {dbname} in environment {server.environment!r} failed: "
+                           f"{detail}; nothing was changed")
 
 
 def connection_args(server: servers.Server, user: str) -> list[str]:
@@ -60,19 +97,24 @@ def connection_args(server: servers.Server, user: str) -> list[str]:
 
 
 @contextmanager
-def passfile_env(password: str) -> Iterator[dict[str, str]]:
+def passfile_env(server: servers.Server, password: str) -> Iterator[dict[str, str]]:
     """Yield an environment for client tools whose PGPASSFILE names a private file holding the password.
 
-    Client tools get the password this way, never through their arguments.
+    Client tools get the password this way, never through their arguments or environment. The
+    file (0600) lives in the project's postgres_data/ (0700), never in the shared temporary
+    directory; it is removed when the block ends, and one a killed run left by the next run.
     """
-    private = Path(tempfile.mkdtemp(prefix="piper-client-"))
+    folder = server.project_data_dir.parent
+    folder.mkdir(mode=0o700, exist_ok=True)
+    sweep_partials(folder, "pgpass")
+    passfile = folder / f".pgpass.{os.getpid()}.{secrets.token_hex(4)}.partial"
     try:
-        passfile = private / "pgpass"
-        passfile.write_text(f"*:*:*:*:{password.replace(chr(92), chr(92) * 2).replace(':', chr(92) + ':')}\n")
-        os.chmod(passfile, 0o600)
+        fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"*:*:*:*:{password.replace(chr(92), chr(92) * 2).replace(':', chr(92) + ':')}\n")
         yield {**binaries.child_env(), "PGPASSFILE": str(passfile)}
     finally:
-        shutil.rmtree(private, ignore_errors=True)
+        passfile.unlink(missing_ok=True)
 
 
 def _run_client(server: servers.Server, argv: list[str], env: dict[str, str], *, what: str) -> str:

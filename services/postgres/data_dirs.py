@@ -18,6 +18,10 @@ from services.postgres import server_account, servers, templates
 
 log = logging.getLogger(__name__)
 
+#: Beside PG_VERSION: the environment (and project data directory) a cluster belongs to. It is
+#: read without a password, so a command can check a cluster is its own before it stops or deletes it.
+OWNER_FILE = "piper-environment"
+
 
 def initialize(server: servers.Server) -> servers.Server:
     """Create the data directory, a copy of the template cluster, and return the server.
@@ -30,17 +34,13 @@ def initialize(server: servers.Server) -> servers.Server:
     target = server.project_data_dir
     if (server.data_dir / "PG_VERSION").exists():
         return server
-    if target.exists() or target.is_symlink():
-        if target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
-        elif target.is_symlink() and not target.exists():
-            target.unlink()
-        else:
-            raise ClusterError(
-                f"{target} exists but holds no PostgreSQL cluster; move it away or set database.data_dir "
-                f"in environments/{server.environment}.yaml"
-            )
+    check_can_initialize(server)
     home = _data_home(server)
+    servers.remove_leftovers(home, f".{target.name}.deleting-*")  # a teardown killed half-way
+    if target.is_symlink() and not target.exists():
+        target.unlink()
+    elif target.is_dir() and not target.is_symlink():
+        target.rmdir()  # empty: check_can_initialize said so
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     if home != target.parent and (home / target.name / "PG_VERSION").exists():
         # The project's link was lost but the relocated cluster is intact: link it again.
@@ -53,6 +53,7 @@ def initialize(server: servers.Server) -> servers.Server:
     try:
         shutil.copytree(template, staging, symlinks=True)
         os.chmod(staging, 0o700)
+        _write_owner(staging, server)
         if server.account is not None:
             server_account.chown_tree(staging, server.account)
     except BaseException:
@@ -63,6 +64,25 @@ def initialize(server: servers.Server) -> servers.Server:
         return server
     os.rename(staging, home / target.name)
     return _link(server, home / target.name)
+
+
+def check_can_initialize(server: servers.Server) -> None:
+    """Refuse, before anything is written, a data directory path that holds something else than a cluster.
+
+    Free means: nothing there, an empty directory, or a link whose cluster is gone (a relocated
+    cluster's link, as root). A link to anything else, or a file, is not ours to replace.
+    """
+    target = server.project_data_dir
+    if (server.data_dir / "PG_VERSION").exists() or not (target.exists() or target.is_symlink()):
+        return
+    if target.is_symlink() and not target.exists():
+        return
+    if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
+        return
+    raise ClusterError(
+        f"{target} exists but holds no PostgreSQL cluster; move it away or set database.data_dir "
+        f"in environments/{server.environment}.yaml"
+    )
 
 
 def initial_password(server: servers.Server) -> str | None:
@@ -78,25 +98,73 @@ def forget_initial_password(server: servers.Server) -> None:
     (server.data_dir / templates.INITIAL_PASSWORD_FILE).unlink(missing_ok=True)
 
 
+def check_owner(server: servers.Server) -> None:
+    """Refuse a cluster recorded as another environment's, before anything stops, starts or deletes it.
+
+    The record also names the project data directory it was made for (a moved checkout keeps its
+    cluster). A cluster made before the record existed is claimed by the next setup (`claim`).
+    """
+    recorded = _read_owner(server.data_dir)
+    other = recorded.split("\n", 1)[0] if recorded is not None else server.environment
+    if other != server.environment:
+        raise ClusterError(
+            f"{server.project_data_dir} holds the cluster of environment {other!r} (its {OWNER_FILE} says so), not "
+            f"{server.environment!r}'s; give environments/{server.environment}.yaml a database.data_dir of its own"
+        )
+
+
+def claim(server: servers.Server) -> None:
+    """Record the cluster as this environment's when it carries no record yet (clusters made before it)."""
+    if (server.data_dir / "PG_VERSION").exists() and _read_owner(server.data_dir) is None:
+        _write_owner(server.data_dir, server)
+
+
 def remove(server: servers.Server) -> None:
-    """Stop the server and delete its data directory (and a relocated one behind a link)."""
+    """Stop the server and delete its data directory (and a relocated one behind a link).
+
+    The directory is first renamed aside (`.<env>.deleting-<pid>`), then removed: a teardown
+    killed half-way leaves no half-deleted cluster where the environment's was, and the next
+    setup or teardown removes what is left aside.
+    """
     target = server.project_data_dir
     if target.exists() and any(target.iterdir()) and not (target / "PG_VERSION").exists():
         raise ClusterError(f"{target} is not a PostgreSQL data directory; piper-ops deletes only its own clusters, "
                            f"so it was left alone (check database.data_dir in environments/{server.environment}.yaml)")
+    check_owner(server)
     servers.stop(server)
+    real = Path(os.path.realpath(target)) if target.is_symlink() else target
+    aside = real.with_name(f".{real.name}.deleting-{os.getpid()}")
+    if real.exists():
+        os.rename(real, aside)
     if target.is_symlink():
-        real = Path(os.path.realpath(target))
         target.unlink()
-        shutil.rmtree(real, ignore_errors=True)
+    servers.remove_leftovers(real.parent, f".{real.name}.deleting-*")
+    if real != target:
         try:
             real.parent.rmdir()  # the per-project directory under /var/lib/piper-ops, once empty
         except OSError:
             pass
-    elif target.exists():
-        shutil.rmtree(target)
     if server.socket_dir != server.data_dir / servers.SOCKET_DIR:
         shutil.rmtree(server.socket_dir, ignore_errors=True)
+
+
+def _owner_text(server: servers.Server) -> str:
+    return f"{server.environment}\n{server.project_data_dir.absolute()}\n"
+
+
+def _read_owner(data_dir: Path) -> str | None:
+    try:
+        return (data_dir / OWNER_FILE).read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _write_owner(data_dir: Path, server: servers.Server) -> None:
+    path = data_dir / OWNER_FILE
+    path.write_text(_owner_text(server), encoding="utf-8")
+    os.chmod(path, 0o600)
+    if server.account is not None:
+        os.chown(path, server.account.uid, server.account.gid)
 
 
 def _data_home(server: servers.Server) -> Path:

@@ -111,7 +111,7 @@ def psql_session(server: servers.Server, dbname: str, user: str, password: str, 
     argv = [str(server.bin_dir / "psql"), "--no-psqlrc", "--quiet", "--no-align", "--tuples-only",
             f"--field-separator={PsqlSession.FIELD_SEPARATOR}", "--set=ON_ERROR_STOP=1",
             *clients.connection_args(server, user), f"--dbname={dbname}", "--file=-"]
-    with clients.passfile_env(password) as env, tempfile.TemporaryFile() as errors:
+    with clients.passfile_env(server, password) as env, tempfile.TemporaryFile() as errors:
         env["PGCLIENTENCODING"] = "UTF8"
         if options:
             env["PGOPTIONS"] = options

@@ -130,7 +130,7 @@ def reachable_copy(root: Path, members: list[str], account: Account) -> Path:
     from filelock import FileLock
 
     target = copy_location(root, members)
-    with FileLock(str(target) + ".lock", timeout=300):
+    with FileLock(str(target) + ".lock", timeout=300, mode=0o600):
         if not (target / ".complete").exists():
             _prune_orphaned_copies()
             _copy_members(root, members, target)

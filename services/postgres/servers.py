@@ -148,7 +148,7 @@ def start(server: Server, *, config_file: Path) -> ServerState:
         # Another command (or one that was killed) may have started it a moment ago.
         wait_until_ready(server)
         return current
-    _remove_stale_locks(server)
+    remove_stale_locks(server)
     _check_port_free(server, config_file)
     _write_server_config(server)
     _create_socket_dir(server)
@@ -164,7 +164,7 @@ def start(server: Server, *, config_file: Path) -> ServerState:
             # reaped, a zombie its socket lock) a moment longer.
             reason = _log_tail(server, since=offset)
             if ("is still in use" in reason or "already exists" in reason) and time.monotonic() < deadline:
-                _remove_stale_locks(server)
+                remove_stale_locks(server)
                 time.sleep(0.5)
                 continue
             raise
@@ -174,7 +174,7 @@ def start(server: Server, *, config_file: Path) -> ServerState:
 def stop(server: Server) -> bool:
     """Stop the server (fast shutdown); return False when it was not running."""
     current = state(server)
-    _remove_stale_locks(server)
+    remove_stale_locks(server)
     if not current.running:
         return False
     run_tool(server, ["pg_ctl", "stop", "-D", str(server.data_dir), "-m", "fast", "-w", "-t", "60", "-s"], what="pg_ctl stop")
@@ -303,7 +303,7 @@ def _lock_owner(lock_file: Path) -> tuple[int | None, bool]:
     return pid, False
 
 
-def _remove_stale_locks(server: Server) -> None:
+def remove_stale_locks(server: Server) -> None:
     """Remove lock files left by a server that died (kill -9, power loss); never signal anyone."""
     for lock_file in (server.data_dir / "postmaster.pid", server.socket_dir / f".s.PGSQL.{server.port}.lock"):
         _, stale = _lock_owner(lock_file)

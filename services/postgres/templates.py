@@ -39,7 +39,7 @@ def ensure_template(server: servers.Server) -> Path:
     if (base / ".complete").exists():
         _mark_used(base)
         return base / "data"
-    with FileLock(str(base) + ".lock", timeout=600):
+    with FileLock(str(base) + ".lock", timeout=600, mode=0o600):
         if not (base / ".complete").exists():
             _make_template(server, base)
             prune_unused(base)
@@ -77,7 +77,7 @@ def prune_unused(keep: Path) -> None:
         if base == keep:
             continue
         try:
-            with FileLock(str(base) + ".lock", timeout=0):
+            with FileLock(str(base) + ".lock", timeout=0, mode=0o600):
                 if marker.stat().st_mtime < cutoff:
                     shutil.rmtree(base, ignore_errors=True)
                     log.info("removed template cluster %s, unused for %d days", base, TEMPLATE_UNUSED_DAYS)

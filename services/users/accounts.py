@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING
 from services import identifiers
 from services.database import events
 from services.errors import ConfirmationRequired, UsageError
-from services.files import write_new
+from services.files import private_dir, write_new
 from services.profiles import Profile
 from services.project import Project
 from services.users import documents, exports, store
@@ -37,7 +36,6 @@ def create_user(profile: Profile, project: Project, username: str, email: str | 
     An existing user with another email than the one asked for is an error, not a silent success.
     Concurrent calls for the same user both succeed; one of them creates it.
     """
-    import psycopg
     from psycopg import sql
 
     identifiers.validate_username(username)
@@ -48,20 +46,24 @@ def create_user(profile: Profile, project: Project, username: str, email: str | 
         row = conn.execute(sql.SQL("SELECT id, username, email FROM {} WHERE username = %s").format(table), (username,)).fetchone()
         if row is None:
             address = email or f"{username}@example.invalid"
-            if conn.execute(sql.SQL("SELECT 1 FROM {} WHERE email = %s").format(table), (address,)).fetchone():
+            # The same user made meanwhile by a concurrent call holds this email too: that is no conflict.
+            if conn.execute(sql.SQL("SELECT 1 FROM {} WHERE email = %s AND username <> %s").format(table),
+                            (address, username)).fetchone():
                 raise UsageError(f"email {address!r} already belongs to another user in {profile.name}; use another email")
-            try:
-                created = conn.execute(
-                    sql.SQL("INSERT INTO {} (username, email, display_name) VALUES (%s, %s, %s) "
-                            "ON CONFLICT (username) DO NOTHING RETURNING id").format(table),
-                    (username, address, display_name),
-                ).fetchone()
-            except psycopg.errors.UniqueViolation:
-                raise UsageError(f"email {address!r} was just taken by another user in {profile.name}; "
-                                 "use another email") from None
+            # Any unique key taken meanwhile (this username by a concurrent call of ours, or the email
+            # by another user) makes the insert do nothing; the row that holds the username says which.
+            created = conn.execute(
+                sql.SQL("INSERT INTO {} (username, email, display_name) VALUES (%s, %s, %s) "
+                        "ON CONFLICT DO NOTHING RETURNING id").format(table),
+                (username, address, display_name),
+            ).fetchone()
             if created is not None:
                 return UserResult(created[0], username, address, created=True)
-            row = conn.execute(sql.SQL("SELECT id, username, email FROM {} WHERE username = %s").format(table), (username,)).fetchone()
+            row = conn.execute(sql.SQL("SELECT id, username, email FROM {} WHERE username = %s").format(table),
+                               (username,)).fetchone()
+            if row is None:
+                raise UsageError(f"email {address!r} was just taken by another user in {profile.name}; "
+                                 "use another email")
     assert row is not None
     if email and row[2] != email:
         raise UsageError(
@@ -88,9 +90,7 @@ def delete_user(profile: Profile, project: Project, username: str, *, confirmed:
 
     if not confirmed:
         raise ConfirmationRequired(f"deleting {username!r} from {profile.name} removes all their data; confirm, or pass --yes")
-    folder = project.root / "private" / "deleted-users" / profile.name
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(project.root / "private", 0o700)
+    folder = private_dir(project.root, "private", "deleted-users", profile.name)
     taken = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = folder / f"{username}-{taken}.json"
     with store.user_data_connection(profile, project, acting_user=username) as conn:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,10 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from services.errors import UsageError
+from services.files import read_regular_file
+from services.users import schemas
 
 FORMAT = "piper-user-export"
 FORMAT_VERSION = 1
 DATA_FILE_VERSION = 1
+#: The most a document may hold: PostgreSQL keeps at most 255 MB in one jsonb value.
+MAX_DOCUMENT_BYTES = 512 << 20
 #: jsonb nests at most this deep in practice; deeper input is refused with a clear error.
 MAX_DEPTH = 200
 
@@ -131,8 +136,25 @@ def _walk_storable(value: Any, where: str) -> None:
         elif isinstance(item, str):
             if "\x00" in item:
                 raise UserDataError(f"{path} holds a NUL character, which PostgreSQL cannot store; remove it")
+            if not item.isascii() and _has_lone_surrogate(item):
+                raise UserDataError(f"{path} holds a lone surrogate (\\ud800-\\udfff), which is no character; fix the data")
         elif isinstance(item, float) and (item != item or item in (float("inf"), float("-inf"))):
             raise UserDataError(f"{path} is not a finite number; fix the data")
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise UserDataError(f"the number {text[:20]} is too large for JSON's doubles and PostgreSQL's numbers; fix the data")
+    return value
 
 
 def load_personal_data(path: Path, username: str) -> PersonalDataFile:
@@ -161,6 +183,9 @@ def load_personal_data(path: Path, username: str) -> PersonalDataFile:
     learning_data = document.get("learning_data")
     if learning_data is not None and not isinstance(learning_data, dict):
         raise UserDataError(f"{path}: $.learning_data must be a JSON object")
+    problem = schemas.problem("PERSONAL_DATA_FILE", document)
+    if problem is not None:
+        raise UserDataError(f"{path}: {problem}")
     check_storable(preferences, "$.preferences")
     check_storable(learning_data, "$.learning_data")
     return PersonalDataFile(path, owner, preferences, display_name, learning_data, sha256_hex(raw))
@@ -197,6 +222,8 @@ def build_export(*, environment: str, database: str, schema_revision: str | None
 
 
 _PAYLOAD_KEY = b',\n "payload": '
+#: How a NUL or a surrogate is written in JSON text (\u0000, \ud800-\udfff): the payload is walked only then.
+_ESCAPED_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])")
 
 
 def parse_export(raw: bytes, origin: str) -> ExportDocument:
@@ -218,8 +245,11 @@ def parse_export(raw: bytes, origin: str) -> ExportDocument:
         begin += 1
     try:
         with collector_paused():
-            payload, end = json.JSONDecoder(parse_constant=_no_constant).raw_decode(text, begin)
-        envelope = json.loads(text[:begin] + "null" + text[end:])
+            decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+            payload, end = decoder.raw_decode(text, begin)
+        envelope = json.loads(text[:begin] + "null" + text[end:], object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise UserDataError(f"{origin} {exc}") from None
     except json.JSONDecodeError as exc:
         raise UserDataError(f"{origin} is not valid JSON at line {exc.lineno} column {exc.colno} (the file looks cut "
                             "short or damaged); export the user again") from None
@@ -244,7 +274,10 @@ def parse_export(raw: bytes, origin: str) -> ExportDocument:
         raise UserDataError(f"{origin}: $.payload.user must hold a username and an email")
     if not isinstance(preferences, dict):
         raise UserDataError(f"{origin}: $.payload.preferences must be a JSON object")
-    if b"\\u0000" in payload_json:  # the only way a NUL can stand in JSON text; walk only then
+    problem = schemas.problem("EXPORT_DOCUMENT", {**envelope, "payload": payload})
+    if problem is not None:
+        raise UserDataError(f"{origin}: {problem}; the database would not take it")
+    if _ESCAPED_UNSTORABLE.search(payload_json):  # the only ways a NUL or a surrogate can stand in JSON text
         _walk_storable(preferences, "$.payload.preferences")
         _walk_storable(payload.get("learning_data"), "$.payload.learning_data")
     keys = payload.get("keys")
@@ -308,18 +341,16 @@ def changed_keys(before: dict[str, Any], after: dict[str, Any]) -> dict[str, lis
 
 def _read(path: Path) -> bytes:
     try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise UserDataError(f"{path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise UserDataError(f"{path} is a directory, not a JSON file") from None
-    except PermissionError:
-        raise UserDataError(f"{path} cannot be read (permission denied); check its permissions") from None
+        return read_regular_file(path, MAX_DOCUMENT_BYTES, what="personal-data file")
+    except UsageError as exc:
+        raise UserDataError(str(exc)) from None
 
 
 def _parse_json(raw: bytes, origin: object) -> Any:
     try:
-        return json.loads(raw)
+        return json.loads(raw, object_pairs_hook=_unique_keys, parse_float=_finite_float, parse_constant=_no_constant)
+    except _DuplicateKey as exc:
+        raise UserDataError(f"{origin} {exc}") from None
     except UnicodeDecodeError:
         raise UserDataError(f"{origin} is not UTF-8 text; save it as UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
@@ -328,6 +359,21 @@ def _parse_json(raw: bytes, origin: object) -> Any:
         raise UserDataError(f"{origin} is not valid JSON at line {exc.lineno} column {exc.colno}{hint}; fix or re-create it") from None
     except RecursionError:
         raise UserDataError(f"{origin} nests too deeply to read; flatten the data") from None
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build a JSON object, refusing a key given twice (JSON tools differ on which one wins)."""
+    built = dict(pairs)
+    if len(built) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise _DuplicateKey(f"gives the key {_path_key(twice)} twice (JSON tools differ on which one counts); "
+                            "keep one")
+    return built
 
 
 def _path_key(key: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from scripts import audit_piper_md
 from services.project import CODE_ROOT
-from tests.conftest import fake_profile, fake_root
+from tests.support.fakes import fake_profile, fake_root
 
 FAKE_PROFILE = fake_profile("term: Zanzibar Quuxley, kind: name", "term: zquux, kind: username")
 

@@ -1,4 +1,4 @@
-"""scripts/backup_config.py and scripts/restore_config.py: messages, exit codes, --list, --dry-run, --private."""
+"""scripts/backup_config.py: messages, exit codes, --list, --dry-run, --private."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from scripts import backup_config, restore_config
+from scripts import backup_config
 from services.project import CODE_ROOT
-from tests.conftest import fake_profile, fake_root
+from tests.support.fakes import fake_profile, fake_root
 
 FAKE_PROFILE = fake_profile("term: zquux, kind: username", extra="backups: {keep_last: 1, keep_daily: 0, keep_weekly: 0}")
 
@@ -65,21 +65,7 @@ def test_flagged_is_refused_with_exit_1_then_private(root: Path, capsys: pytest.
     assert len(list((root / "private" / "config-backups").iterdir())) == 1
 
 
-def test_restore_backs_up_first(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (root / "config" / "PIPER.md.backup-20240101").write_text("# older generic\n")
-    assert restore_config.main(["--date", "20240101"]) == 0
-    out = capsys.readouterr().out
-    assert "backed up config/PIPER.md to" in out and "restored config/PIPER.md from config/PIPER.md.backup-20240101" in out
-    assert (root / "config" / "PIPER.md").read_text() == "# older generic\n"
-    assert any((root / "config" / n).read_text() == "# generic\n" for n in _backups(root))
-    assert restore_config.main(["--date", "1999"]) == 2
-    assert capsys.readouterr().err.startswith("error: --date '1999' is not a date")
-
-
-def test_subprocess_backup_and_restore(root: Path) -> None:
+def test_subprocess_backup(root: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PIPER_ENV"} | {"PIPER_ROOT": str(root)}
     run = [sys.executable, str(CODE_ROOT / "scripts" / "backup_config.py")]
     assert subprocess.run(run, env=env, capture_output=True, text=True).returncode == 0
-    result = subprocess.run([sys.executable, str(CODE_ROOT / "scripts" / "restore_config.py"), "--date", "20000101"],
-                            env=env, capture_output=True, text=True)
-    assert result.returncode == 2 and result.stderr.startswith("error: no backup of config/PIPER.md for 20000101")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support.projects import REPO
 
 _SLOW_COMMAND = """
 import sys, tempfile, time

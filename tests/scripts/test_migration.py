@@ -1,4 +1,5 @@
-"""scripts/migrate_personal_data.py and scripts/create_test_alpha_user.py on real databases."""
+"""Migration script tests (ADR-040's `tests/scripts/test_migration.py`): scripts/migrate_personal_data.py on real
+databases, its output, exit codes and records (the service: tests/services/users/test_personal_data.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 from scripts import create_test_alpha_user, migrate_personal_data
 from services import credentials
 from services.database import connection
-from tests.conftest import INVOKE, run_cli
+from services.profiles import load_profile
+from tests.support.cli import run_cli
+from tests.support.projects import set_up
 
 
 def _prefs(profile, project, username: str):
@@ -107,9 +110,6 @@ def test_someone_elses_data_file_is_refused(alpha_env, tmp_path, capsys) -> None
 
 
 def test_the_profile_data_file_is_used_for_dev_and_only_for_its_user(project, capsys) -> None:
-    from services.profiles import load_profile
-    from tests.conftest import set_up
-
     dev = load_profile("dev", project)
     set_up(dev, project)
     assert _prefs(dev, project, "xian") == {"tone": "fake-dev-tone", "projects": ["fake-project-one"]}
@@ -119,48 +119,9 @@ def test_the_profile_data_file_is_used_for_dev_and_only_for_its_user(project, ca
     assert _prefs(dev, project, "fake.second") == {}
 
 
-def test_create_user_validates_and_is_idempotent(alpha_env, capsys) -> None:
-    assert create_test_alpha_user.main(["--username", "fake.idem", "--email", "fake.idem@example.invalid", "--env", "alpha"]) == 0
-    assert create_test_alpha_user.main(["--username", "fake.idem", "--email", "fake.idem@example.invalid", "--env", "alpha"]) == 0
-    out = capsys.readouterr().out
-    assert "created user fake.idem" in out and "already exists in alpha" in out and "nothing changed" in out
-    assert create_test_alpha_user.main(["--username", "fake.idem", "--email", "other@example.invalid", "--env", "alpha"]) == 2
-    assert "already exists in alpha with another email" in capsys.readouterr().err
-    assert create_test_alpha_user.main(["--username", "fake.idem2", "--email", "not-an-email", "--env", "alpha"]) == 2
-    assert "email 'not-an-email' is not a valid address" in capsys.readouterr().err
-    assert create_test_alpha_user.main(["--username", "fake.idem3", "--email", "fake.idem@example.invalid", "--env", "alpha"]) == 2
-    assert "already belongs to another user" in capsys.readouterr().err
-
-
 def test_migrate_script_runs_as_a_subprocess(alpha_env, fake_user, tmp_path) -> None:
     _, project = alpha_env
     data = _data_file(tmp_path, fake_user, {"tone": "subprocess"})
     result = run_cli([sys.executable, "scripts/migrate_personal_data.py", "--username", fake_user, "--data-file",
                       str(data), "--env", "alpha"], project)
     assert result.returncode == 0 and f"into {fake_user} in alpha (added: tone)" in result.stdout, result.stderr
-
-
-def test_dev_setup_without_the_pms_data_file_stops_before_changing_anything(project, capsys) -> None:
-    from services.errors import UsageError
-    from services.profiles import load_profile
-    from tests.conftest import set_up
-
-    (project.root / "private" / "dev_user_data.json").unlink()
-    with pytest.raises(UsageError, match=r"personal_data.data_file of dev\) does not exist; put the personal-data file there"):
-        set_up(load_profile("dev", project), project)
-    assert not (project.root / "postgres_data" / "dev").exists() and not project.env_file.exists()
-    result = run_cli([*INVOKE, "setup", "--env", "dev"], project)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and result.stdout == ""
-    assert not (project.root / "postgres_data" / "dev").exists()
-    # Given at setup time instead, the file is used.
-    other = project.root / "elsewhere.json"
-    other.write_text(json.dumps({"piper_personal_data": 1, "username": "xian", "preferences": {"from": "setup flag"}}))
-    set_up(load_profile("dev", project), project, data_file=str(other))
-    assert _prefs(load_profile("dev", project), project, "xian") == {"from": "setup flag"}
-
-
-def test_setup_with_someone_elses_data_file_exits_2_like_the_script(project, tmp_path) -> None:
-    other = _data_file(tmp_path, "fake.someone.else", {"tone": "not tester123's"})
-    result = run_cli([*INVOKE, "setup", "--env", "tester", "--data-file", str(other)], project)
-    assert result.returncode == 2
-    assert "holds the data of user 'fake.someone.else', not 'tester123'" in result.stderr

@@ -13,7 +13,7 @@ from services import config_backups
 from services.errors import PersonalDataRefused, UsageError
 from services.profiles import Rotation
 from services.project import Project
-from tests.conftest import fake_profile, fake_root
+from tests.support.fakes import fake_profile, fake_root
 
 FAKE_PROFILE = fake_profile("term: Zanzibar Quuxley, kind: name")
 DAY = datetime(2025, 3, 14, 9, 30, 0)
@@ -117,3 +117,26 @@ def test_missing_piper_md_is_a_usage_error(project: Project) -> None:
     (project.config_dir / "PIPER.md").unlink()
     with pytest.raises(UsageError, match="does not exist"):
         config_backups.backup_config(project, now=DAY)
+
+
+def test_a_linked_piper_md_is_refused_and_a_private_one_stays_private(project: Project, tmp_path: Path) -> None:
+    source = project.config_dir / "PIPER.md"
+    outside = tmp_path / "elsewhere.md"
+    outside.write_text("# generic, but not the repository's\n")
+    source.unlink()
+    source.symlink_to(outside)
+    with pytest.raises(UsageError, match="is a symbolic link"):
+        config_backups.backup_config(project, now=DAY)
+    assert _names(project) == []
+    source.unlink()
+    source.write_text("# generic v2\n")
+    source.chmod(0o600)
+    created = config_backups.backup_config(project, now=DAY).created
+    assert created is not None and stat.S_IMODE(created.path.stat().st_mode) == 0o600
+
+
+def test_a_killed_backups_partial_file_is_removed_by_the_next_backup(project: Project) -> None:
+    left = project.config_dir / ".PIPER.md.999999999.abcdefgh.partial"
+    left.write_text("# 80 MB, half written\n")
+    config_backups.backup_config(project, now=DAY)
+    assert not left.exists()

@@ -1,5 +1,7 @@
-"""db-backup and db-restore on real servers: verified archives, rotation, restores that are all or
-nothing, and archives of another environment refused unless named."""
+"""services/db_backups.py, through the environment's backup and restore (services/environments/lifecycle.py),
+on real servers: verified archives, rotation, restores that are all or nothing, and archives of another
+environment refused unless named. Each test restores or rotates, so each has an environment of its own.
+(The db-backup and db-restore commands: tests/scripts/test_environments.py.)"""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from services.errors import (
 )
 from services.profiles import load_profile
 from services.project import Project
-from tests.conftest import INVOKE, run_cli, set_up
+from tests.support.projects import set_up
 
 
 def _notes(profile, project) -> list[tuple]:
@@ -34,15 +36,8 @@ def _set_notes(profile, project, text: str) -> None:
         conn.commit()
 
 
-@pytest.fixture
-def tester_env(project: Project):
-    profile = load_profile("tester", project)
-    set_up(profile, project)
-    return profile, project
-
-
-def test_backup_then_restore_brings_the_data_back_and_keeps_what_was_replaced(tester_env) -> None:
-    profile, project = tester_env
+def test_backup_then_restore_brings_the_data_back_and_keeps_what_was_replaced(fresh_tester) -> None:
+    profile, project = fresh_tester
     _set_notes(profile, project, "version one")
     taken = lifecycle.backup_environment(profile, project).archive
     assert stat.S_IMODE(taken.stat().st_mode) == 0o600 and stat.S_IMODE(taken.parent.stat().st_mode) == 0o700
@@ -62,8 +57,8 @@ def test_backup_then_restore_brings_the_data_back_and_keeps_what_was_replaced(te
         assert conn.execute("SELECT value FROM piper_metadata").fetchone() == ("tester",)
 
 
-def test_a_damaged_archive_changes_nothing(tester_env, tmp_path) -> None:
-    profile, project = tester_env
+def test_a_damaged_archive_changes_nothing(fresh_tester, tmp_path) -> None:
+    profile, project = fresh_tester
     _set_notes(profile, project, "still here")
     good = lifecycle.backup_environment(profile, project).archive
     damaged = tmp_path / "tester-piper_tester-20260101T000000000000Z.dump"
@@ -88,8 +83,8 @@ def test_an_archive_of_another_environment_is_refused_unless_named(project: Proj
         assert conn.execute("SELECT value FROM piper_metadata").fetchone() == ("tester",)
 
 
-def test_rotation_keeps_the_policy_and_never_the_newest(tester_env) -> None:
-    profile, project = tester_env
+def test_rotation_keeps_the_policy_and_never_the_newest(fresh_tester) -> None:
+    profile, project = fresh_tester
     folder = db_backups.backup_dir(profile, project)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for day in range(20):  # twenty daily archives from January
@@ -113,15 +108,3 @@ def test_restore_without_backups_and_protected_environments_are_refused(project:
         lifecycle.restore_environment(load_profile("production", project), project, confirmed=True)
     with pytest.raises(ClusterError, match="hosted"):
         lifecycle.backup_environment(load_profile("production", project), project)
-
-
-def test_the_tasks_back_up_list_and_restore(tester_env) -> None:
-    profile, project = tester_env
-    backup = run_cli([*INVOKE, "db-backup", "--env", "tester"], project)
-    assert backup.returncode == 0 and "tester: backed up to " in backup.stdout and "(verified)" in backup.stdout
-    listing = run_cli([*INVOKE, "db-backup", "--env", "tester", "--list"], project)
-    assert listing.returncode == 0 and ".dump" in listing.stdout
-    refused = run_cli([*INVOKE, "db-restore", "--env", "tester"], project, input="")
-    assert refused.returncode == 1 and "pass --yes" in refused.stderr
-    restored = run_cli([*INVOKE, "db-restore", "--env", "tester", "--yes"], project)
-    assert restored.returncode == 0 and "backed up the database first to " in restored.stdout, restored.stderr

@@ -153,3 +153,24 @@ def test_a_cache_someone_else_can_write_is_ignored(tmp_path: Path, monkeypatch) 
     cache.chmod(0o777)  # a folder others can write into: nothing in it is trusted, nothing written
     assert load_profile("alpha", project).database.port == data["database"]["port"]
     assert json.loads(entry.read_text()) == forged
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("name: alpha\nname: alpha\n", "key 'name' is given twice"),
+    ("database: {name: a}\ndatabase: {name: b}\n", "key 'database' is given twice"),
+    ("a: &x [1, 2]\nb: *x\n", "uses a YAML anchor or alias"),
+])
+def test_yaml_that_hides_or_multiplies_values_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "environments").mkdir()
+    (tmp_path / "environments" / "alpha.yaml").write_text(text)
+    with pytest.raises(ProfileError, match=message):
+        load_profile("alpha", Project(tmp_path))
+
+
+def test_a_profile_that_is_no_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "environments").mkdir()
+    os.mkfifo(tmp_path / "environments" / "alpha.yaml")
+    with pytest.raises(ProfileError, match="is not a regular file"):
+        load_profile("alpha", Project(tmp_path))

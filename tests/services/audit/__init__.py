@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.conftest import fake_profile
+from tests.support.fakes import fake_profile
 
 FAKE_PROFILE = fake_profile("term: Zanzibar Quuxley, kind: name", "term: zquux, kind: username",
                             "term: qx-test-org, kind: organisation")

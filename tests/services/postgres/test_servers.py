@@ -19,7 +19,7 @@ from services.errors import ClusterError
 from services.postgres import server_account, servers
 from services.profiles import load_profile
 from services.project import Project
-from tests.conftest import set_up
+from tests.support.projects import set_up
 
 
 def _server(project: Project, name: str = "alpha") -> servers.Server:
@@ -134,8 +134,8 @@ def test_a_port_taken_by_another_program_names_the_port_and_the_key(project: Pro
     assert "database.port" in message and str(profile.source) in message
 
 
-def test_stop_then_start_keeps_the_data(alpha_env) -> None:
-    profile, project = alpha_env
+def test_stop_then_start_keeps_the_data(fresh_alpha) -> None:
+    profile, project = fresh_alpha  # it stops the server: an environment of its own
     server = _server(project)
     assert servers.stop(server) is True
     assert servers.stop(server) is False

@@ -1,4 +1,4 @@
-"""Personal-data documents: deep merge, validation with JSON paths, export checksums."""
+"""services/users/documents.py: personal-data files (deep merge, JSON paths) and export documents (checksums)."""
 
 from __future__ import annotations
 
@@ -85,3 +85,38 @@ def test_export_document_verifies_and_detects_tampering_and_truncation() -> None
                                  payload=[payload.replace("✓", "\\u0000").encode()])[0]
     with pytest.raises(UserDataError, match=r"\$\.payload\.preferences\.ünïcode holds a NUL character"):
         documents.parse_export(nul, "doc.json")
+
+
+def _document(user: dict, preferences: str = '{"tone": "dry"}') -> bytes:
+    import json as _json
+
+    payload = ('{"keys": null, "learning_data": null, "preferences": ' + preferences + ', "user": '
+               + _json.dumps(user) + "}").encode()
+    document, _ = documents.build_export(environment="alpha", database="piper_alpha", schema_revision="0003",
+                                         payload=[payload])
+    return document
+
+
+@pytest.mark.parametrize(("user", "preferences", "message"), [
+    ({"username": "zquux", "email": "z@example.invalid", "display_name": "x" * 201}, '{}', "display_name must be shorter"),
+    ({"username": "zquux", "email": "z@example.invalid", "display_name": "a\u0000b"}, '{}', "NUL character"),
+    ({"username": "zquux", "email": "z@example.invalid", "alpha_wave": [1]}, '{}', "alpha_wave must be integer or null"),
+    ({"username": "zquux", "email": "z@example.invalid", "alpha_wave": 10**30}, '{}', "alpha_wave must be smaller"),
+    ({"username": "zquux", "email": "z@example.invalid", "colour": "red"}, '{}', "must not contain"),
+    ({"username": "zquux", "email": "z@example.invalid"}, '{"n": 1e999999}', "too large"),
+    ({"username": "zquux", "email": "z@example.invalid"}, '{"s": "\\ud800"}', "lone surrogate"),
+])
+def test_a_document_with_a_valid_checksum_but_values_the_database_refuses_is_refused(user, preferences, message) -> None:
+    with pytest.raises(documents.UserDataError, match=message):
+        documents.parse_export(_document(user, preferences), "doc.json")
+
+
+def test_a_key_given_twice_is_refused_in_data_files_and_exports(tmp_path: Path) -> None:
+    data = tmp_path / "data.json"
+    data.write_text('{"piper_personal_data": 1, "username": "zquux", "preferences": {}, "preferences": {"a": 1}}')
+    with pytest.raises(documents.UserDataError, match="gives the key preferences twice"):
+        documents.load_personal_data(data, "zquux")
+    twice = _document({"username": "zquux", "email": "z@example.invalid"}).replace(
+        b',\n "checksum"', b',\n "payload": {"user": {}, "preferences": {}},\n "checksum"')
+    with pytest.raises(documents.UserDataError, match="gives the key payload twice"):
+        documents.parse_export(twice, "doc.json")
