@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     project = current_project()
     try:
         rules = audit.load_rules(project)
-        allowlist = audit.load_allowlist(Path(args.allowlist) if args.allowlist else project.root / audit.ALLOWLIST_PATH)
+        chosen = Path(args.allowlist) if args.allowlist else project.root / audit.ALLOWLIST_PATH
+        allowlist = audit.load_allowlist(chosen, required=args.allowlist is not None)
         if args.paths:
             targets = audit.path_targets(project, args.paths)
         elif args.history:

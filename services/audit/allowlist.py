@@ -30,11 +30,14 @@ class AllowEntry:
         return not self.paths or any(fnmatch.fnmatch(plain, pattern) for pattern in self.paths)
 
 
-def load_allowlist(path: Path) -> tuple[AllowEntry, ...]:
-    """Return the accepted findings listed in path; a missing file is an empty list."""
+def load_allowlist(path: Path, *, required: bool = False) -> tuple[AllowEntry, ...]:
+    """Return the accepted findings listed in path; a missing file is an empty list unless required
+    (an allowlist named on the command line that is not there is an error: exit 2)."""
     import yaml
 
     if not path.exists():
+        if required:
+            raise AuditError(f"{path} does not exist; pass the allowlist file, or leave --allowlist out")
         return ()
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

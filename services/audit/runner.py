@@ -96,7 +96,7 @@ def run_audit(targets: Iterable[ScanTarget], rules: RuleSet, allowlist: Sequence
 
 def audit_content(content: bytes, rules: RuleSet, label: str = "content") -> list[Finding]:
     """Return the findings in one piece of content (used before writing a backup)."""
-    return list(run_audit([ScanTarget(label, content=content)], rules).findings)
+    return list(run_audit([ScanTarget(label, content=content, text=True)], rules).findings)
 
 
 # --- jobs: what one worker scans, in this process or a pool of processes --------------------
@@ -117,6 +117,7 @@ class _Segment:
     path: Path | str
     start: int
     end: int | None
+    text: bool = False
 
 
 _Job = Union[_Batch, _Segment]
@@ -189,7 +190,7 @@ def _segments(target: ScanTarget, size: int, parts: int) -> list[_Segment]:
         except OSError as exc:
             raise _unreadable(target.label, exc) from None
     ends: list[int | None] = [*starts[1:], None]
-    return [_Segment(target.label, target.path, start, end) for start, end in zip(starts, ends)]
+    return [_Segment(target.label, target.path, start, end, target.text) for start, end in zip(starts, ends)]
 
 
 def _run_jobs(planned: Iterator[tuple[_Job, int]], rules: tuple[Rule, ...],
@@ -264,7 +265,8 @@ def _scan_segment(scanner: Scanner, segment: _Segment) -> _Outcome:
         with open(segment.path, "rb") as stream:
             stream.seek(segment.start)
             length = None if segment.end is None else segment.end - segment.start
-            region = scanner.scan_region(stream, segment.label, length, check_binary=segment.start == 0)
+            region = scanner.scan_region(stream, segment.label, length,
+                                         check_binary=segment.start == 0 and not segment.text)
     except BinaryFile:
         return _Outcome(skipped=[segment.label])
     except OSError as exc:
@@ -294,7 +296,7 @@ def _scan_batch(scanner: Scanner, batch: _Batch) -> _Outcome:
                 with stream:
                     if os.fstat(stream.fileno()).st_size > BATCH_BYTES // 4:
                         flush()
-                        outcome.findings.extend(scanner.scan_stream(stream, target.label))
+                        outcome.findings.extend(scanner.scan_stream(stream, target.label, check_binary=not target.text))
                         outcome.scanned.append(target.label)
                         continue
                     content = stream.read()
@@ -303,7 +305,7 @@ def _scan_batch(scanner: Scanner, batch: _Batch) -> _Outcome:
                 continue
             except OSError as exc:
                 raise _unreadable(target.label, exc) from None
-        if b"\0" in content[:8192]:
+        if b"\0" in content[:8192] and not target.text:
             outcome.skipped.append(target.label)
             continue
         outcome.scanned.append(target.label)

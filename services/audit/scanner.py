@@ -123,9 +123,9 @@ class Scanner:
     def rule_of(self, index: int) -> Rule:
         return self._patterns[index].rule
 
-    def scan_stream(self, stream: BinaryIO, label: str) -> Iterator[Finding]:
+    def scan_stream(self, stream: BinaryIO, label: str, *, check_binary: bool = True) -> Iterator[Finding]:
         """Yield the findings of one stream, read in chunks: memory stays bounded for any size."""
-        for _, _, _, finding in self.scan_region(stream, label).hits:
+        for _, _, _, finding in self.scan_region(stream, label, check_binary=check_binary).hits:
             yield finding
 
     def scan_region(self, stream: BinaryIO, label: str, length: int | None = None,

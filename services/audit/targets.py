@@ -33,17 +33,24 @@ class ScanTarget:
     #: A git-tracked path: skipped, not an error, when the working tree has a symlink, a directory or
     #: nothing there (git tracks symlinks and submodules; a file may be deleted but not yet staged).
     tracked: bool = False
+    #: A file that must be text (PIPER.md and its backups): scanned even with a NUL byte in it, which
+    #: makes other files "binary" and skipped. Personal data beside a NUL is still personal data.
+    text: bool = False
 
 
 def piper_md_targets(project: Project) -> list[ScanTarget]:
-    """Return config/PIPER.md (if present) and every backup of it in config/, oldest first."""
+    """Return config/PIPER.md and every backup of it in config/, oldest first.
+
+    A missing PIPER.md is an error (exit 2): an audit that cannot read what it must audit did not run.
+    """
     config = project.config_dir
-    targets = []
-    if (config / "PIPER.md").exists():
-        targets.append(ScanTarget(PIPER_MD, config / "PIPER.md"))
+    if not (config / "PIPER.md").exists() and not (config / "PIPER.md").is_symlink():
+        raise AuditError(f"{PIPER_MD} does not exist; the audit has nothing to audit (restore it with "
+                         "`invoke restore-config`, or pass the files to scan)")
+    targets = [ScanTarget(PIPER_MD, config / "PIPER.md", text=True)]
     for path in sorted(config.glob("PIPER.md.backup-*")):
         if path.is_file() and not path.name.startswith("."):
-            targets.append(ScanTarget(f"config/{path.name}", path))
+            targets.append(ScanTarget(f"config/{path.name}", path, text=True))
     return targets
 
 

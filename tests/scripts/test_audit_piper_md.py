@@ -99,3 +99,22 @@ def test_workers_flag(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "config/PIPER.md:1:1: username-" in capsys.readouterr().out
     assert audit_piper_md.main(["--workers", "0"]) == 2
     assert capsys.readouterr().err == "error: argument --workers: '0' is not a whole number of at least 1; see --help\n"
+
+
+def test_what_the_audit_must_read_but_cannot_is_exit_2_never_clean(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert audit_piper_md.main(["--allowlist", str(root / "nonexistent.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nonexistent.yaml does not exist" in err and err.count("\n") == 1
+    (root / "config" / "PIPER.md").unlink()
+    assert audit_piper_md.main([]) == 2
+    assert "config/PIPER.md does not exist" in capsys.readouterr().err
+
+
+def test_a_nul_byte_does_not_hide_personal_data_in_piper_md(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scripts import backup_config
+
+    (root / "config" / "PIPER.md").write_bytes(b"# generic\x00\nask zquux\n")
+    assert audit_piper_md.main([]) == 1
+    assert "config/PIPER.md:2:5: username-" in capsys.readouterr().out
+    assert backup_config.main([]) == 1  # and no backup in config/ copies it
+    assert not list((root / "config").glob("PIPER.md.backup-*"))
