@@ -143,7 +143,9 @@ class Command:
         configure_logging(debug)
         with _termination_unwinds():
             try:
-                return self.function()(self.bind(values))
+                code = self.function()(self.bind(values))
+                sys.stdout.flush()  # inside the edge: a reader gone away is told like any other failure
+                return code
             except PiperError as exc:
                 if debug:
                     raise
