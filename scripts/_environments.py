@@ -64,6 +64,10 @@ def run_status(args: argparse.Namespace) -> int:
             print(f"{row.name}: last backup {row.last_backup}")
         if row.problem:
             print(f"{row.name}: {row.problem}", file=sys.stderr)
+    for orphan in status.orphaned_clusters():
+        print(f"orphaned cluster of environment {orphan.environment!r} in {orphan.path}: no checkout links to it "
+              f"(it was {orphan.project_data_dir}); clone the checkout there again and run `invoke setup --env "
+              f"{orphan.environment}` to adopt it, or remove it with `sudo rm -r {orphan.path}`")
     return 0
 
 

@@ -9,7 +9,7 @@ from services import credentials, db_backups, envfile, gitinfo, migrations
 from services.database import connection, schema, stamp
 from services.database.connection import Target
 from services.errors import PiperError
-from services.postgres import servers
+from services.postgres import data_dirs, servers
 from services.profiles import Profile, load_profiles
 from services.project import ENV_VARIABLE, Project
 from services.users import store
@@ -77,6 +77,11 @@ def _status(profile: Profile, project: Project, head: str, branch: str | None, s
     except PiperError as exc:
         facts["problem"] = str(exc)
     return EnvironmentStatus(location=location, last_backup=_last_backup(profile, project), **base, **facts)  # type: ignore[arg-type]
+
+
+def orphaned_clusters() -> list[data_dirs.OrphanedCluster]:
+    """Return the clusters no checkout links to any more (root only; see data_dirs.orphaned_clusters)."""
+    return data_dirs.orphaned_clusters()
 
 
 def _last_backup(profile: Profile, project: Project) -> str | None:

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import os
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from services.errors import ClusterError
@@ -146,6 +146,36 @@ def remove(server: servers.Server) -> None:
             pass
     if server.socket_dir != server.data_dir / servers.SOCKET_DIR:
         shutil.rmtree(server.socket_dir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class OrphanedCluster:
+    """A relocated cluster (root only) that no checkout's postgres_data/<env> links to any more."""
+
+    path: Path
+    environment: str
+    project_data_dir: Path
+    """Where the checkout it was made for kept its link."""
+
+
+def orphaned_clusters() -> list[OrphanedCluster]:
+    """Return the clusters under /var/lib/piper-ops/data whose checkout no longer links to them.
+
+    A checkout deleted, or cloned anew without its postgres_data/, leaves its cluster there; a new
+    clone at the same path adopts it at its next setup. Ordinary users keep clusters inside the
+    checkout, so there are none to find.
+    """
+    found = []
+    for record in sorted(server_account.RUNTIME_ROOT.glob(f"data/*/*/{OWNER_FILE}")):
+        try:
+            environment, project_dir = record.read_text(encoding="utf-8").splitlines()[:2]
+        except (OSError, ValueError):
+            continue
+        cluster = record.parent
+        link = Path(project_dir)
+        if not (link.is_symlink() and Path(os.path.realpath(link)) == cluster):
+            found.append(OrphanedCluster(cluster, environment, link))
+    return found
 
 
 def _owner_text(server: servers.Server) -> str:

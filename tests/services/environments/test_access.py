@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from services import credentials, envfile
 from services.database import connection
-from services.postgres import data_dirs, servers, templates
+from services.environments import status
+from services.postgres import data_dirs, server_account, servers, templates
 from tests.support.databases import query, set_preferences
 from tests.support.projects import set_up
 
@@ -71,3 +74,20 @@ def test_a_setup_killed_after_the_superuser_password_changed_is_finished_by_the_
     assert not leftover.exists() and data_dirs.initial_password(server) is None
     assert not any("reset the password" in change for change in report.changes)
     _every_role_connects(profile, project)
+
+
+@pytest.mark.skipif(not server_account.needed(), reason="clusters live apart from the checkout only as root")
+def test_a_checkout_cloned_anew_at_the_same_path_adopts_its_cluster_and_status_shows_orphans(fresh_alpha) -> None:
+    profile, project = fresh_alpha
+    set_preferences(profile, project, "alfy", {"tone": "kept"})
+    server = servers.locate(profile, project)
+    servers.stop(server)
+    # A new clone at the same path: no postgres_data/ link and no .env; the cluster stays in /var/lib/piper-ops.
+    server.project_data_dir.unlink()
+    project.env_file.unlink()
+    orphans = [o for o in status.orphaned_clusters() if o.path == server.data_dir]
+    assert [(o.environment, o.project_data_dir) for o in orphans] == [("alpha", server.project_data_dir.absolute())]
+    report = set_up(profile, project)
+    assert any("reset the password of piper_admin" in change for change in report.changes)
+    assert query(profile, project, "SELECT preferences->>'tone' FROM alpha_users WHERE username = 'alfy'") == [("kept",)]
+    assert not [o for o in status.orphaned_clusters() if o.path == server.data_dir]

@@ -97,12 +97,16 @@ def test_a_cluster_recorded_as_another_environments_is_never_touched(project: Pr
     alpha = load_profile("alpha", project)
     set_up(alpha, project)
     _copy_of_alpha(project)
+    kept = (project.environments_dir / "alpha.yaml").read_text()
     (project.environments_dir / "alpha.yaml").unlink()  # nothing left to compare dev's profile with
     dev = load_profile("dev", project)
-    for act in (lambda: set_up(dev, project), lambda: lifecycle.teardown_environment(dev, project, confirmed=True),
-                lambda: lifecycle.stop_environment(dev, project)):
-        with pytest.raises(ClusterError, match="holds the cluster of environment 'alpha'"):
-            act()
+    try:
+        for act in (lambda: set_up(dev, project), lambda: lifecycle.teardown_environment(dev, project, confirmed=True),
+                    lambda: lifecycle.stop_environment(dev, project)):
+            with pytest.raises(ClusterError, match="holds the cluster of environment 'alpha'"):
+                act()
+    finally:
+        (project.environments_dir / "alpha.yaml").write_text(kept)  # so that the clean-up finds alpha's server
     server = servers.locate(alpha, project)
     assert servers.state(server).running and (server.data_dir / "PG_VERSION").exists()
     assert not any(k.startswith("PIPER_DEV_") for k in envfile.read(project.env_file))  # a refusal writes nothing
