@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from services.errors import UsageError
 from services.project import Project
 from tests.support.cli import INVOKE, cli_env, run_cli
 from tests.support.projects import REPO
@@ -113,3 +114,24 @@ def test_sigterm_unwinds_a_task_like_a_script(alpha_env) -> None:
     assert process.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err and out == ""
     assert err.splitlines()[-1] == "error: terminated; nothing was changed by the step that was running"
+
+
+def test_bench_refuses_an_unknown_benchmark_and_rewrites_only_its_own_section(tmp_path) -> None:
+    from datetime import datetime
+
+    from services import benchmarks
+
+    unknown = subprocess.run([*INVOKE, "bench", "--only", "nosuch"], cwd=REPO, capture_output=True, text=True,
+                             check=False)
+    assert unknown.returncode == 2
+    assert unknown.stderr == "error: --only names no benchmark (nosuch); choose from setup, audit, user-data\n"
+    document = tmp_path / "BENCHMARKS.md"
+    document.write_text(f"# Benchmarks\n\nintro\n\n{benchmarks.BEGIN}\nold\n{benchmarks.END}\n\n## history\nkept\n")
+    measured = [benchmarks.Measured("setup", "| what | median |\n|---|---|\n| x | 1 s |", 3.0)]
+    benchmarks.rewrite_latest(document, measured, when=datetime(2026, 12, 1, 9, 0))
+    text = document.read_text()
+    assert "old" not in text and "## history\nkept\n" in text and text.startswith("# Benchmarks\n\nintro\n")
+    assert "## Latest `invoke bench` run (2026-12-01 09:00" in text and "| x | 1 s |" in text
+    (tmp_path / "plain.md").write_text("no markers\n")
+    with pytest.raises(UsageError, match="has no <!-- bench:latest:begin -->"):
+        benchmarks.rewrite_latest(tmp_path / "plain.md", measured)

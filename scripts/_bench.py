@@ -1,0 +1,30 @@
+"""What `invoke bench` does: run the benchmarks and rewrite docs/BENCHMARKS.md's latest-run section."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from services import benchmarks
+from services.errors import UsageError
+from services.project import CODE_ROOT
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else list(benchmarks.BENCHMARKS)
+    unknown = [n for n in names if n not in benchmarks.BENCHMARKS]
+    if unknown or not names:
+        raise UsageError(f"--only names no benchmark ({', '.join(unknown) or 'none'}); choose from "
+                         f"{', '.join(benchmarks.BENCHMARKS)}")
+    measured = []
+    for name in names:
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        measured.append(benchmarks.run_benchmark(name, args.runs))
+    if args.dry_run:
+        for item in measured:
+            print(f"### {item.name}\n\n{item.table}\n")
+        return 0
+    document = CODE_ROOT / "docs" / "BENCHMARKS.md"
+    print(benchmarks.rewrite_latest(document, measured))
+    print(f"bench: {document.relative_to(CODE_ROOT)} rewritten ({', '.join(names)})", file=sys.stderr)
+    return 0

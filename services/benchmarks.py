@@ -1,0 +1,66 @@
+"""`invoke bench`: every figure of docs/BENCHMARKS.md measured again, against its floor, in one run.
+
+Each benchmark is a script in benchmarks/ that measures ours and its baseline side by side and
+prints a Markdown table (never failing for being slow: a figure is not a test). This runs the
+chosen ones one after another and writes their tables into the "latest run" section of
+docs/BENCHMARKS.md (between its markers), leaving the dated history below it as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from services.errors import PiperError, UsageError
+from services.files import write_atomic
+from services.project import CODE_ROOT
+
+#: Each benchmark, its script, and whether it takes --runs.
+BENCHMARKS = {"setup": ("bench_setup.py", True), "audit": ("bench_audit.py", False),
+              "user-data": ("bench_user_data.py", True)}
+BEGIN, END = "<!-- bench:latest:begin -->", "<!-- bench:latest:end -->"
+
+
+@dataclass(frozen=True)
+class Measured:
+    name: str
+    table: str
+    seconds: float
+
+
+def run_benchmark(name: str, runs: int | None = None) -> Measured:
+    """Run one benchmark script and return its table (its progress goes to standard error)."""
+    if name not in BENCHMARKS:
+        raise UsageError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+    script, takes_runs = BENCHMARKS[name]
+    argv = [sys.executable, str(CODE_ROOT / "benchmarks" / script)]
+    if runs is not None and takes_runs:
+        argv += ["--runs", str(runs)]
+    started = datetime.now()
+    result = subprocess.run(argv, cwd=CODE_ROOT, stdout=subprocess.PIPE, stderr=None, text=True, check=False,
+                            env={**os.environ, "PYTHONPATH": str(CODE_ROOT)})
+    if result.returncode != 0:
+        raise PiperError(f"benchmark {name} ({script}) failed with exit code {result.returncode}; "
+                         f"run `python benchmarks/{script}` to see why")
+    table = "\n".join(line for line in result.stdout.splitlines() if line.startswith("|"))
+    return Measured(name, table, (datetime.now() - started).total_seconds())
+
+
+def rewrite_latest(document: Path, measured: list[Measured], *, when: datetime | None = None) -> str:
+    """Write the tables into document's latest-run section; return the section written."""
+    text = document.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise UsageError(f"{document} has no {BEGIN} ... {END} section; add the two markers where the latest "
+                         "run goes")
+    when = when or datetime.now()
+    lines = [BEGIN, f"## Latest `invoke bench` run ({when:%Y-%m-%d %H:%M}, {os.cpu_count()} cores)", ""]
+    for item in measured:
+        lines += [f"### {item.name} ({item.seconds:.0f} s)", "", item.table, ""]
+    section = "\n".join(lines) + END
+    before, rest = text.split(BEGIN, 1)
+    write_atomic(document, before + section + rest.split(END, 1)[1])
+    return section
