@@ -9,6 +9,7 @@ virtualenv that holds the wheel (a home directory of mode 0700); it then runs a 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from importlib.util import find_spec
 from pathlib import Path
@@ -97,3 +98,16 @@ def _wheel_to_copy(profile: Profile, bin_dir: Path, account: server_account.Acco
     if all(server_account.can_reach(account, site / member) for member in members):
         return None
     return site, members
+
+
+def exit_reason(returncode: int) -> str:
+    """Say why a program ended with returncode: its exit code, or the signal that stopped it."""
+    if returncode >= 0:
+        return f"exit code {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    hints = {"SIGXFSZ": "the file size limit (`ulimit -f`) was reached", "SIGKILL": "it was killed",
+             "SIGSEGV": "it crashed", "SIGTERM": "it was asked to stop"}
+    return f"stopped by {name}" + (f": {hints[name]}" if name in hints else "")

@@ -81,12 +81,12 @@ def restore_database(server: servers.Server, dbname: str, user: str, password: s
         os.close(read_then)
         _, restore_errors = restore.communicate()
     if restore.returncode != 0:
-        detail = (restore_errors.decode("utf-8", "replace").strip().splitlines() or [f"exit code {restore.returncode}"])[-1]
+        detail = _failure(restore_errors.decode("utf-8", "replace").splitlines(), restore.returncode)
         raise ClusterError(f"restore of {archive.name} into {dbname} in environment {server.environment!r} failed: "
                            f"{detail}; nothing was changed")
     if psql.returncode != 0:
         errors = [line for line in psql.stderr.splitlines() if "ERROR" in line or "FATAL" in line]
-        detail = (errors or psql.stderr.strip().splitlines() or [f"exit code {psql.returncode}"])[-1]
+        detail = _failure(errors or psql.stderr.splitlines(), psql.returncode)
         raise ClusterError(f"restore of {archive.name} into {dbname} in environment {server.environment!r} failed: "
                            f"{detail}; nothing was changed")
 
@@ -121,6 +121,13 @@ def _run_client(server: servers.Server, argv: list[str], env: dict[str, str], *,
     result = subprocess.run([str(server.bin_dir / argv[0]), *argv[1:]], stdin=subprocess.DEVNULL, capture_output=True,
                             text=True, env=env, check=False)
     if result.returncode != 0:
-        detail = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+        detail = _failure(result.stderr.splitlines(), result.returncode)
         raise ClusterError(f"{what} in environment {server.environment!r} failed: {detail}")
     return result.stdout
+
+
+def _failure(lines: list[str], returncode: int) -> str:
+    """Return the last thing a failed client tool said, and the signal that stopped it, if one did."""
+    said = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    reason = binaries.exit_reason(returncode)
+    return f"{said} ({reason})" if said and returncode < 0 else said or reason

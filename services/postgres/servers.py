@@ -328,7 +328,7 @@ def run_tool(server: Server, argv: list[str], *, what: str) -> None:
     if result.returncode != 0:
         detail = text.splitlines()[-1] if text else ""
         tail = _log_tail(server, since=offset)
-        reason = tail or detail or f"exit code {result.returncode}"
+        reason = tail or detail or binaries.exit_reason(result.returncode)
         raise ClusterError(f"{what} failed for environment {server.environment!r}: {reason} (log: {server.log_file})")
 
 

@@ -42,6 +42,6 @@ def reset_superuser_password(server: servers.Server, password: str) -> None:
     errors = [line for line in result.stderr.decode("utf-8", "replace").splitlines()
               if line.startswith(("ERROR", "FATAL", "PANIC"))]
     if result.returncode != 0 or errors:
-        reason = (errors or [f"exit code {result.returncode}"])[-1].replace(password, "***")
+        reason = (errors or [binaries.exit_reason(result.returncode)])[-1].replace(password, "***")
         raise ClusterError(f"could not reset the superuser's password of environment {server.environment!r} "
                            f"in single-user mode: {reason}")
