@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from services.database import stamp
 from services.database.connection import Target, connect
+from services.errors import ClusterError
 
 if TYPE_CHECKING:
     import psycopg
@@ -29,12 +30,20 @@ def user_transaction(where: Target, environment: str, *, acting_user: str | None
     on a pooled connection a session-wide SET would carry over to whoever uses it next. It
     commits when the block ends normally and rolls back when it raises.
     """
+    import psycopg
+
     with connect(where) as conn:
         stamp.check_stamp(conn, environment, where.display())
-        with conn.transaction():
-            if acting_user is not None:
-                act_as(conn, acting_user)
-            yield conn
+        try:
+            with conn.transaction():
+                if acting_user is not None:
+                    act_as(conn, acting_user)
+                yield conn
+        except psycopg.OperationalError as exc:
+            # The server went away mid-transaction (stopped, killed, restarted): nothing was committed.
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ClusterError(f"the connection to environment {environment!r} at {where.display()} was lost: {reason}; "
+                               f"nothing was committed: run `invoke db-start --env {environment}` and try again") from None
 
 
 def act_as(conn: psycopg.Connection, username: str) -> None:
