@@ -11,18 +11,9 @@ import pytest
 
 from scripts import backup_config
 from services.project import CODE_ROOT
-from tests.support.fakes import fake_profile, fake_root
+from tests.support.fakes import config_backup_names
 
-FAKE_PROFILE = fake_profile("term: zquux, kind: username", extra="backups: {keep_last: 1, keep_daily: 0, keep_weekly: 0}")
-
-
-@pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return fake_root(tmp_path, monkeypatch, FAKE_PROFILE, "# generic\n")
-
-
-def _backups(root: Path) -> list[str]:
-    return sorted(p.name for p in (root / "config").glob("PIPER.md.backup-*"))
+_backups = config_backup_names
 
 
 def test_backup_without_environment_uses_default_policy(root: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,3 +36,8 @@ HOSTILE = {
     "a.b.c": {"with \"quotes\" and 'single'": "back\\slash", "": "empty key"},
     "newline\nkey": "tab\there",
 }
+
+
+def config_backup_names(root: Path) -> list[str]:
+    """Return the names of the PIPER.md backups in a project's config/, sorted."""
+    return sorted(p.name for p in (root / "config").glob("PIPER.md.backup-*"))
