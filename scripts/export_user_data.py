@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # run as a command
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts import _cli, _commands  # noqa: E402
+from services import identifiers  # noqa: E402
 from services.errors import PiperError, UsageError  # noqa: E402
 from services.files import atomic_file, private_dir, sweep_partials  # noqa: E402
 from services.project import Project  # noqa: E402
@@ -32,6 +33,7 @@ from services.users import exports  # noqa: E402
 
 def run(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
+    identifiers.validate_username(args.username)  # before any file is made for the document
     keys = [k.strip() for k in args.keys.split(",") if k.strip()] if args.keys else None
     if args.keys is not None and not keys:
         raise UsageError("--keys names no key; pass e.g. --keys tone,projects")

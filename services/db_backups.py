@@ -15,7 +15,7 @@ from pathlib import Path
 
 from services import credentials
 from services.database import roles, stamp
-from services.errors import EnvironmentMismatchError, UsageError
+from services.errors import ClusterError, EnvironmentMismatchError, UsageError
 from services.files import private_dir
 from services.postgres import clients, servers
 from services.profiles import Profile
@@ -88,7 +88,11 @@ def restore_backup(profile: Profile, project: Project, server: servers.Server, a
     """
     if not archive.is_file():
         raise UsageError(f"{archive} does not exist; see `invoke db-backup --list --env {profile.name}`")
-    stamped = archive_environment(server, archive)
+    try:
+        stamped = archive_environment(server, archive)
+    except ClusterError as exc:  # pg_restore cannot read it: bad input, not a failure of the environment
+        raise UsageError(f"{archive} is not a database backup piper-ops can read ({exc}); pass an archive made by "
+                         f"`invoke db-backup`, see `invoke db-backup --list --env {profile.name}`") from None
     if stamped is None:
         raise UsageError(f"{archive} holds no environment stamp; it is not a piper-ops database backup")
     if stamped != profile.name and stamped != from_env:

@@ -10,17 +10,19 @@ import re
 from pathlib import Path
 
 from services.errors import UsageError
-from services.files import write_atomic
+from services.files import read_regular_file, write_atomic
 
+#: A .env holds a handful of lines; anything bigger is not one (and reads are bounded).
+MAX_BYTES = 1 << 20
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
 
 def read(path: Path) -> dict[str, str]:
     """Return the KEY=VALUE pairs of a .env file; an absent file gives an empty dict."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not Path(path).exists() and not Path(path).is_symlink():
         return {}
+    try:
+        text = read_regular_file(Path(path), MAX_BYTES, what=".env file").decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{path} is not UTF-8 text; fix it, or move it away and run `invoke setup` "
                          "(which gets you back into your environments with new passwords)") from None

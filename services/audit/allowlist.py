@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.audit.targets import label_path
-from services.errors import AuditError
+from services.errors import AuditError, UsageError
+from services.files import read_regular_file
 
 #: Where accepted findings are listed (in git): rule id + sha256 of the match, never the text.
 ALLOWLIST_PATH = "config/audit-allowlist.yaml"
@@ -40,7 +41,9 @@ def load_allowlist(path: Path, *, required: bool = False) -> tuple[AllowEntry, .
             raise AuditError(f"{path} does not exist; pass the allowlist file, or leave --allowlist out")
         return ()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(read_regular_file(path, 1 << 20, what="allowlist").decode("utf-8")) or {}
+    except UsageError as exc:
+        raise AuditError(str(exc)) from None
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise AuditError(f"{path}: cannot be read as YAML ({type(exc).__name__}); fix the allowlist") from None
     items = raw.get("allow", []) if isinstance(raw, dict) else None

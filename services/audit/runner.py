@@ -323,8 +323,13 @@ def _unreadable(label: str, exc: OSError) -> AuditError:
 
 def _open_target(path: Path | str, tracked: bool) -> BinaryIO | None:
     # A tracked path that is a symlink, a directory, a submodule or gone is not scanned (None).
+    # Any other path must be a regular file: a FIFO would hang the audit, a device never end.
     if not tracked:
-        return open(path, "rb")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise AuditError(f"{path} is not a regular file (a FIFO, socket or device); the audit reads files only")
+        return open(fd, "rb")
     try:
         # O_NONBLOCK: a FIFO where git had a file must not hang the audit; no effect on files.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))

@@ -56,6 +56,7 @@ def teardown_environment(profile: Profile, project: Project, *, confirmed: bool)
     check_not_protected(profile, "it cannot be torn down")
     if not confirmed:
         raise ConfirmationRequired(f"tearing down {profile.name!r} deletes its database; confirm, or pass --yes")
+    data_dirs.check_removable(servers.locate(profile, project))  # before any lock file is made
     with locking.environment_lock(profile, project):
         server = servers.prepare(profile, project)
         backup = None
@@ -89,6 +90,7 @@ class RestoreResult:
 
 def backup_environment(profile: Profile, project: Project) -> BackupResult:
     """Take a verified pg_dump archive of the environment's database, then rotate old archives."""
+    _refuse_early(profile, project)
     with locking.environment_lock(profile, project):
         server = _running_server(profile, project)
         archive = db_backups.backup_database(profile, project, server)
@@ -109,6 +111,7 @@ def restore_environment(profile: Profile, project: Project, archive: Path | None
         archive = newest[0].path
     if not confirmed:
         raise ConfirmationRequired(f"restoring {archive.name} replaces the database of {profile.name!r}; confirm, or pass --yes")
+    _refuse_early(profile, project)
     with locking.environment_lock(profile, project):
         server = _running_server(profile, project)
         before = db_backups.restore_backup(profile, project, server, archive, from_env=from_env)
@@ -116,6 +119,16 @@ def restore_environment(profile: Profile, project: Project, archive: Path | None
         owner = credentials.target(profile, project, "owner", socket_dir=str(server.socket_dir))
         provisioning.migrate_and_stamp(owner, profile, project, changes)
     return RestoreResult(archive, before, tuple(changes))
+
+
+def _refuse_early(profile: Profile, project: Project) -> None:
+    """Refuse, before any lock file or directory is made, what cannot be backed up or restored."""
+    if profile.hosted:
+        return  # the lock says why, before it makes anything
+    server = servers.locate(profile, project)
+    if not servers.state(server).initialized:
+        raise UsageError(f"environment {profile.name!r} has no database server; run `invoke setup --env {profile.name}`")
+    data_dirs.check_owner(server)
 
 
 def _running_server(profile: Profile, project: Project) -> servers.Server:

@@ -16,7 +16,7 @@ from services import credentials, envfile, gitinfo
 from services.environments import access, locking, provisioning
 from services.errors import PiperError
 from services.postgres import data_dirs, servers
-from services.profiles import Profile
+from services.profiles import Profile, check_distinct
 from services.project import ENV_VARIABLE, Project
 
 
@@ -55,6 +55,7 @@ def setup_environment(profile: Profile, project: Project, *, allow_branch_mismat
     if profile.hosted:
         report = _setup_hosted(profile, project)
     else:
+        _refuse_early(profile, project)
         with locking.environment_lock(profile, project):
             report = _setup_local(profile, project)
     if warning:
@@ -63,6 +64,16 @@ def setup_environment(profile: Profile, project: Project, *, allow_branch_mismat
         envfile.update(project.env_file, {ENV_VARIABLE: profile.name})
         report.changes.append(f"selected {profile.name} in {project.env_file.name}")
     return report
+
+
+def _refuse_early(profile: Profile, project: Project) -> None:
+    """Refuse, before anything is written (even the lock file), a data directory that is not this environment's."""
+    check_distinct(profile, project)
+    located = servers.locate(profile, project)
+    if servers.state(located).initialized:
+        data_dirs.check_owner(located)
+    else:
+        data_dirs.check_can_initialize(located)
 
 
 def _setup_local(profile: Profile, project: Project) -> SetupReport:

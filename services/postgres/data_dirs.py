@@ -119,6 +119,16 @@ def claim(server: servers.Server) -> None:
         _write_owner(server.data_dir, server)
 
 
+def check_removable(server: servers.Server) -> None:
+    """Refuse to delete what is not this environment's own cluster: anything else at its path, or
+    a cluster recorded as another environment's."""
+    target = server.project_data_dir
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not (target / "PG_VERSION").exists():
+        raise ClusterError(f"{target} is not a PostgreSQL data directory; piper-ops deletes only its own clusters, "
+                           f"so it was left alone (check database.data_dir in environments/{server.environment}.yaml)")
+    check_owner(server)
+
+
 def remove(server: servers.Server) -> None:
     """Stop the server and delete its data directory (and a relocated one behind a link).
 
@@ -126,11 +136,8 @@ def remove(server: servers.Server) -> None:
     killed half-way leaves no half-deleted cluster where the environment's was, and the next
     setup or teardown removes what is left aside.
     """
+    check_removable(server)
     target = server.project_data_dir
-    if target.exists() and any(target.iterdir()) and not (target / "PG_VERSION").exists():
-        raise ClusterError(f"{target} is not a PostgreSQL data directory; piper-ops deletes only its own clusters, "
-                           f"so it was left alone (check database.data_dir in environments/{server.environment}.yaml)")
-    check_owner(server)
     servers.stop(server)
     real = Path(os.path.realpath(target)) if target.is_symlink() else target
     aside = real.with_name(f".{real.name}.deleting-{os.getpid()}")

@@ -130,6 +130,9 @@ def _walk_storable(value: Any, where: str) -> None:
             for key, child in item.items():
                 if "\x00" in key:
                     raise UserDataError(f"{path} has a key with a NUL character, which PostgreSQL cannot store; remove it")
+                if not key.isascii() and _has_lone_surrogate(key):
+                    raise UserDataError(f"{path} has a key with a lone surrogate (\\ud800-\\udfff), which is no "
+                                        "character; fix the data")
                 stack.append((child, f"{path}.{_path_key(key)}", depth + 1))
         elif isinstance(item, list):
             stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
@@ -167,7 +170,7 @@ def load_personal_data(path: Path, username: str) -> PersonalDataFile:
         if key not in _DATA_FILE_KEYS:
             raise UserDataError(f"{path}: $.{_path_key(key)} is not a known field; known: {', '.join(sorted(_DATA_FILE_KEYS))}")
     version = document.get("piper_personal_data")
-    if version != DATA_FILE_VERSION:
+    if type(version) is not int or version != DATA_FILE_VERSION:  # true == 1 in Python, not in the format
         raise UserDataError(f"{path}: $.piper_personal_data must be {DATA_FILE_VERSION}, not {version!r}; is this a personal-data file?")
     owner = document.get("username")
     if not isinstance(owner, str):
@@ -245,7 +248,9 @@ def parse_export(raw: bytes, origin: str) -> ExportDocument:
         begin += 1
     try:
         with collector_paused():
-            decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+            # A key given twice anywhere is refused: what a reader of the file sees must be what is imported.
+            decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float,
+                                       object_pairs_hook=_unique_keys)
             payload, end = decoder.raw_decode(text, begin)
         envelope = json.loads(text[:begin] + "null" + text[end:], object_pairs_hook=_unique_keys)
     except _DuplicateKey as exc:
@@ -255,10 +260,12 @@ def parse_export(raw: bytes, origin: str) -> ExportDocument:
                             "short or damaged); export the user again") from None
     except RecursionError:
         raise UserDataError(f"{origin} nests too deeply to read; flatten the data") from None
+    except ValueError as exc:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise UserDataError(f"{origin} holds a number too long to read ({exc}); fix the data") from None
     if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
         raise UserDataError(f"{origin} is not a piper-ops user export (no \"format\": \"{FORMAT}\"); pass a file made by export_user_data.py")
     version = envelope.get("format_version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise UserDataError(f"{origin} has format_version {version!r}; this piper-ops reads version {FORMAT_VERSION}")
     checksum, source = envelope.get("checksum"), envelope.get("source")
     if not isinstance(payload, dict) or not isinstance(checksum, dict) or not isinstance(source, dict):
@@ -359,6 +366,8 @@ def _parse_json(raw: bytes, origin: object) -> Any:
         raise UserDataError(f"{origin} is not valid JSON at line {exc.lineno} column {exc.colno}{hint}; fix or re-create it") from None
     except RecursionError:
         raise UserDataError(f"{origin} nests too deeply to read; flatten the data") from None
+    except ValueError as exc:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise UserDataError(f"{origin} holds a number too long to read ({exc}); fix the data") from None
 
 
 class _DuplicateKey(ValueError):
