@@ -326,8 +326,11 @@ def _open_target(path: Path | str, tracked: bool) -> BinaryIO | None:
     # Any other path must be a regular file: a FIFO would hang the audit, a device never end.
     if not tracked:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
             os.close(fd)
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
             raise AuditError(f"{path} is not a regular file (a FIFO, socket or device); the audit reads files only")
         return open(fd, "rb")
     try:

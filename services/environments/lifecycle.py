@@ -13,7 +13,7 @@ from services import credentials, db_backups, envfile
 from services.environments import access, locking, provisioning
 from services.errors import ConfirmationRequired, PiperError, UsageError
 from services.postgres import data_dirs, servers
-from services.profiles import Profile
+from services.profiles import Profile, check_distinct
 from services.project import ENV_VARIABLE, Project
 
 
@@ -56,6 +56,7 @@ def teardown_environment(profile: Profile, project: Project, *, confirmed: bool)
     check_not_protected(profile, "it cannot be torn down")
     if not confirmed:
         raise ConfirmationRequired(f"tearing down {profile.name!r} deletes its database; confirm, or pass --yes")
+    check_distinct(profile, project)
     data_dirs.check_removable(servers.locate(profile, project))  # before any lock file is made
     with locking.environment_lock(profile, project):
         server = servers.prepare(profile, project)
@@ -125,6 +126,7 @@ def _refuse_early(profile: Profile, project: Project) -> None:
     """Refuse, before any lock file or directory is made, what cannot be backed up or restored."""
     if profile.hosted:
         return  # the lock says why, before it makes anything
+    check_distinct(profile, project)
     server = servers.locate(profile, project)
     if not servers.state(server).initialized:
         raise UsageError(f"environment {profile.name!r} has no database server; run `invoke setup --env {profile.name}`")
