@@ -45,8 +45,12 @@ def run(args: argparse.Namespace) -> int:
     if output is not None and (output.is_file() or not output.exists()):
         if not output.absolute().parent.is_dir():
             raise UsageError(f"{output.absolute().parent} is not a directory; create it or pass another --output")
-        with atomic_file(output, mode=0o600) as partial:
-            size, checksum = exports.export_user(profile, project, args.username, keys, into=partial)
+        try:
+            with atomic_file(output, mode=0o600) as partial:
+                size, checksum = exports.export_user(profile, project, args.username, keys, into=partial)
+        except OSError as exc:  # a full disk, a file size limit: the partial file is gone, output untouched
+            raise PiperError(f"the export could not be written to {output} ({exc.strerror or exc}); "
+                             f"{output.name} was left as it was: free some space, or pass another --output") from None
         where = str(output)
     else:
         # Standard output, or what --output names that is no file to replace (a device, a FIFO):
