@@ -97,6 +97,8 @@ def backup_config(project: Project, policy: Rotation = DEFAULT_ROTATION, *, now:
                   dry_run: bool = False, private: bool = False, rules: audit.RuleSet | None = None) -> BackupResult:
     """Back up config/PIPER.md (unless the newest backup is identical), then rotate; return what happened."""
     source = project.config_dir / "PIPER.md"
+    for folder in (project.config_dir, _directory(project, True)):
+        sweep_partials(folder, "PIPER.md")  # what a backup killed before, at any point, left
     content = _read(source)
     rules = rules if rules is not None else audit.load_rules(project)
     findings = tuple(audit.audit_content(content, rules, "config/PIPER.md"))
@@ -215,8 +217,7 @@ def _same(path: Path, content: bytes) -> bool:
 def _write_new(directory: Path, content: bytes, now: datetime, private: bool, mode: int) -> Backup | None:
     # Write a temporary file, then hard-link it to the first free name: link() fails if the name
     # exists, so a backup is never overwritten, whoever else is writing one at the same moment.
-    # The temporary file is 0600 until complete, and one a killed run left is removed here.
-    sweep_partials(directory, "PIPER.md")
+    # The temporary file is 0600 until complete; one a killed run left is removed by backup_config.
     fd, tmp_name = tempfile.mkstemp(prefix=f".PIPER.md.{os.getpid()}.", suffix=".partial", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -60,7 +61,8 @@ def write_new(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
     For backups and exports: complete or absent, and never over an earlier one.
     """
     path = Path(path)
-    sweep_partials(path.parent, path.name)
+    # New files have names of their own (a time, a user): what a killed writer left has another name.
+    sweep_partials(path.parent, "*")
     partial = partial_path(path)
     write_atomic(partial, data, mode=mode)
     publish_new(partial, path)
@@ -98,19 +100,23 @@ def partial_path(path: Path) -> Path:
 
 
 def sweep_partials(directory: Path, name: str) -> None:
-    """Remove the partial files of name in directory that a killed process left behind.
+    """Remove the partial files of name (a glob, e.g. "*.dump") in directory that killed processes left.
 
-    A partial file carries the PID of the process writing it; it is left alone while that process
-    lives, and removed once it is gone (kill -9 runs no clean-up of its own).
+    A partial file is `.NAME.PID.partial` or `.NAME.PID.RANDOM.partial`: it carries the PID of
+    the process writing it, is left alone while that process lives, and is removed once it is
+    gone (kill -9 runs no clean-up of its own).
     """
     try:
         candidates = list(Path(directory).glob(f".{name}.*.partial"))
     except OSError:
         return
     for candidate in candidates:
-        pid = candidate.name[len(name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        parsed = _PARTIAL.fullmatch(candidate.name)
+        if parsed and not _alive(int(parsed["pid"])):
             candidate.unlink(missing_ok=True)
+
+
+_PARTIAL = re.compile(r"\.(?P<name>.+?)\.(?P<pid>\d+)(?:\.[^.]+)?\.partial")
 
 
 def _alive(pid: int) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from services import credentials, migrations
 from services.database import connection, roles, schema, stamp
 from services.database.connection import Target
+from services.errors import ClusterError
 from services.profiles import Profile
 from services.project import Project
 
@@ -52,14 +53,23 @@ def migrate_and_stamp(owner: Target, profile: Profile, project: Project, changes
         conn.rollback()
     if found == profile.name and current == head and limits_hold:
         return head
-    with connection.engine(owner) as eng, eng.begin() as sa_conn:
-        raw = sa_conn.connection.driver_connection
-        # Re-check inside the transaction: another process may have stamped it meanwhile.
-        stamp.check_stamp(raw, profile.name, owner.display(), allow_unstamped=True)
-        schema.upgrade(sa_conn, project.migrations_dir, "head")
-        stamp.write_stamp(raw, profile.name)
-        if app_role is not None:
-            roles.limit_application_role(raw, app_role)
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        with connection.engine(owner) as eng, eng.begin() as sa_conn:
+            raw = sa_conn.connection.driver_connection
+            # Re-check inside the transaction: another process may have stamped it meanwhile.
+            stamp.check_stamp(raw, profile.name, owner.display(), allow_unstamped=True)
+            schema.upgrade(sa_conn, project.migrations_dir, "head")
+            stamp.write_stamp(raw, profile.name)
+            if app_role is not None:
+                roles.limit_application_role(raw, app_role)
+    except (OperationalError, psycopg.OperationalError) as exc:  # the server went away mid-migration
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        raise ClusterError(f"the connection to environment {profile.name!r} at {owner.display()} was lost during the "
+                           f"migration: {reason}; nothing was committed: run `invoke setup --env {profile.name}` "
+                           "again") from None
     if current != head:
         changes.append(f"migrated {profile.database.name} from {current or 'empty'} to {head}")
     if found is None:

@@ -25,7 +25,7 @@ def dump_database(server: servers.Server, dbname: str, user: str, password: str,
     removed by the next) and linked into place only when complete and verified, so an existing
     file is never overwritten.
     """
-    sweep_partials(destination.parent, destination.name)
+    sweep_partials(destination.parent, "*.dump")  # every archive's: each has a name of its own
     partial = partial_path(destination)
     try:
         os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # pg_dump keeps the mode

@@ -145,10 +145,12 @@ def remove(server: servers.Server) -> None:
         os.rename(real, aside)
     if target.is_symlink():
         target.unlink()
-    servers.remove_leftovers(real.parent, f".{real.name}.deleting-*")
-    if real != target:
+    home = _data_home_path(server)  # where a relocated cluster lives, even when the link is gone
+    for parent in {real.parent, home}:
+        servers.remove_leftovers(parent, f".{target.name}.deleting-*")
+    if home != target.parent:
         try:
-            real.parent.rmdir()  # the per-project directory under /var/lib/piper-ops, once empty
+            home.rmdir()  # the per-project directory under /var/lib/piper-ops, once empty
         except OSError:
             pass
     if server.socket_dir != server.data_dir / servers.SOCKET_DIR:
@@ -214,19 +216,28 @@ def _data_home(server: servers.Server) -> Path:
     """
     if server.account is None:
         return server.project_data_dir.parent
-    digest = hashlib.sha256(str(server.project_data_dir.absolute()).encode()).hexdigest()[:12]
-    home = server_account.runtime_dir("data") / digest
+    server_account.runtime_dir("data")
+    home = _data_home_path(server)
     home.mkdir(mode=0o700, exist_ok=True)
     os.chown(home, server.account.uid, server.account.gid)
     return home
+
+
+def _data_home_path(server: servers.Server) -> Path:
+    """Return the directory that holds (or would hold) the data directory, creating nothing."""
+    if server.account is None:
+        return server.project_data_dir.parent
+    digest = hashlib.sha256(str(server.project_data_dir.absolute()).encode()).hexdigest()[:12]
+    return server_account.RUNTIME_ROOT / "data" / digest
 
 
 def _link(server: servers.Server, real: Path) -> servers.Server:
     """Point the project's data directory at a relocated cluster (atomically) and return the server."""
     target = server.project_data_dir
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for stale in target.parent.glob(f".{target.name}.link-*"):  # a setup killed here before (we hold the lock)
+        stale.unlink(missing_ok=True)
     link = target.with_name(f".{target.name}.link-{os.getpid()}")
-    link.unlink(missing_ok=True)
     os.symlink(real, link)
     os.rename(link, target)
     data_dir = Path(os.path.realpath(target))

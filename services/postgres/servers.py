@@ -283,7 +283,8 @@ def _lock_owner(lock_file: Path) -> tuple[int | None, bool]:
     except PermissionError:
         raise ClusterError(f"cannot read {lock_file}; run as the user who ran setup") from None
     try:
-        pid, started = int(lines[0]), int(lines[2])
+        # A single-user backend (postgres --single) writes its PID negated.
+        pid, started = abs(int(lines[0])), int(lines[2])
     except (IndexError, ValueError):
         # A half-written file: the postmaster is starting, or died while writing it.
         return None, True
