@@ -346,7 +346,9 @@ def exit_now(code: int) -> NoReturn:
         try:
             stream.flush()
         except OSError as exc:
-            code = code or 1
+            if code:
+                continue  # the command failed and said so in its one line already
+            code = 1
             try:
                 sys.stderr.write(f"error: the output could not be written completely ({exc.strerror or exc})\n")
                 sys.stderr.flush()

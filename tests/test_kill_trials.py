@@ -15,19 +15,27 @@ point never came fails. The points, reached without changing the product:
   directory aside, the link that publishes a backup, the removal of a throwaway password);
 - a statement: the test holds a lock that one SQL statement of the command needs, so the command
   waits at exactly that statement, seen in pg_stat_activity;
-- a child process (pg_ctl, pg_dump, psql, postgres --single) running, a file present.
+- a child process (pg_ctl, postgres --single) running, a file written (inotify), the first bytes
+  of standard output read.
+
+A trial that finds a real problem stays, marked `known_bug(reason)` (a strict xfail), until the
+product is fixed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fnmatch
 import hashlib
 import json
 import logging
 import os
+import select
+import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -40,14 +48,17 @@ from typing import Self
 import psutil
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
-from services import credentials, envfile
+from scripts import create_test_alpha_user
+from services import credentials, envfile, migrations
 from services.database import connection, schema
 from services.database.connection import Target
 from services.errors import PiperError
 from services.postgres import server_account, servers
 from services.profiles import Profile, load_profile, load_profiles
 from services.project import Project
+from services.users import documents
 from tests.support import temp_root
 from tests.support.cli import INVOKE, cli_env, run_cli
 from tests.support.projects import REPO
@@ -198,8 +209,6 @@ class _Inotify:
     _MODIFY, _CREATE, _MOVED_TO = 0x2, 0x100, 0x80
 
     def __init__(self, directory: Path) -> None:
-        import ctypes
-
         self.fd = -1
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -213,14 +222,10 @@ class _Inotify:
         self.available = self.fd >= 0
 
     def wait(self, seconds: float) -> None:
-        import select
-
         select.select([self.fd], [], [], seconds)
 
     def created(self) -> list[str]:
         """Return the names created (or written) since the last call."""
-        import struct
-
         names = []
         with contextlib.suppress(BlockingIOError):
             data = os.read(self.fd, 65536)
@@ -606,8 +611,6 @@ def check_clean(project: Project, known: set[str]) -> None:
 def check_environment(profile: Profile, project: Project, users: list[str]) -> None:
     """The environment is whole: stamped, at head, the users given, every role gets in with .env's password,
     and the application role may use the users but never change the stamp."""
-    from services import migrations
-
     rows = query(profile, project, "SELECT key, value FROM piper_metadata")
     assert rows == [("environment", profile.name)]
     with connection.connect(owner(profile, project)) as conn:
@@ -685,8 +688,6 @@ def _trial_cleanup() -> Iterator[None]:
     """Release what a trial holds; remove what a failed trial left outside its project (/var/lib/piper-ops)."""
     yield
     _release_held()
-    import shutil
-
     for home in list(_homes_seen):
         for pattern in (".*.deleting-*", ".*.initdb-*"):
             for leftover in home.glob(pattern):
@@ -729,8 +730,6 @@ def test_setup_killed_while_linking_the_relocated_data_directory(project: Projec
 
 
 def test_setup_killed_in_a_migration_leaves_the_schema_where_it_was(fresh_tester) -> None:
-    from services import migrations
-
     profile, project = fresh_tester
     with connection.engine(owner(profile, project)) as eng, eng.begin() as conn:
         schema.downgrade(conn, project.migrations_dir, "0001")
@@ -888,10 +887,6 @@ BIG = {f"k{i:04}": {"text": "ü✓ fake " * 60 + str(i), "n": list(range(20))} f
 
 def _exported(profile: Profile, project: Project, tmp_path: Path, username: str = "fake.crash") -> Path:
     """Make a user with a megabyte of preferences, export it to a file, then delete the row again."""
-    from psycopg.types.json import Jsonb
-
-    from scripts import create_test_alpha_user
-
     assert create_test_alpha_user.main(["--username", username, "--env", profile.name]) == 0
     with connection.connect(owner(profile, project)) as conn:
         conn.execute("UPDATE alpha_users SET preferences = %s WHERE username = %s", (Jsonb(BIG), username))
@@ -969,8 +964,6 @@ def _deleted_exports(project: Project) -> list[Path]:
 
 
 def _check_export(path: Path, username: str) -> None:
-    from services.users import documents
-
     document = documents.parse_export(path.read_bytes(), str(path))  # the checksum holds: complete
     assert document.user["username"] == username
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -1016,8 +1009,6 @@ def test_delete_user_killed_while_publishing_its_export_keeps_the_user(fresh_tes
 
 
 def _document(text: str):  # type: ignore[no-untyped-def]
-    from services.users import documents
-
     return documents.parse_export(text.encode("utf-8"), "standard output")
 
 
@@ -1056,8 +1047,6 @@ def test_export_to_standard_output_killed_while_writing_it_is_refused_by_import(
     received = bytearray()
 
     def some_output(popen: subprocess.Popen, process: psutil.Process) -> str | None:
-        import select
-
         if select.select([popen.stdout], [], [], 0)[0]:
             received.extend(os.read(popen.stdout.fileno(), 4096))
         return f"{len(received)} bytes on standard output" if received else None
@@ -1126,8 +1115,6 @@ def test_db_backup_killed_during_pg_dump_leaves_no_archive(fresh_tester) -> None
 
 def _restorable(profile: Profile, project: Project) -> Path:
     """Take an archive of the environment, then add a user the restore must take away again."""
-    from scripts import create_test_alpha_user
-
     taken = run_cli([*INVOKE, "db-backup", "--env", "tester"], project)
     assert taken.returncode == 0, taken.stderr
     assert create_test_alpha_user.main(["--username", "fake.after", "--env", "tester"]) == 0
