@@ -692,6 +692,8 @@ def _trial_cleanup() -> Iterator[None]:
         for pattern in (".*.deleting-*", ".*.initdb-*"):
             for leftover in home.glob(pattern):
                 shutil.rmtree(leftover, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            home.rmdir()  # once empty, as the product leaves it after a teardown
     _homes_seen.clear()
 
 
