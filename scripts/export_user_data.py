@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ if __package__ in (None, ""):  # run as a command
 from scripts import _cli, _commands  # noqa: E402
 from services import identifiers  # noqa: E402
 from services.errors import PiperError, UsageError  # noqa: E402
-from services.files import atomic_file, private_dir, sweep_partials  # noqa: E402
+from services.files import atomic_file, private_dir, private_scratch  # noqa: E402
 from services.project import Project  # noqa: E402
 from services.users import exports  # noqa: E402
 
@@ -73,14 +72,8 @@ def _private_document(project: Project) -> Iterator[Path]:
     Not in the shared temporary directory: a command killed meanwhile must leave no personal data
     there; the next export removes what a killed one left (files.sweep_partials).
     """
-    folder = private_dir(project.root, "private")
-    sweep_partials(folder, "export")
-    document = folder / f".export.{os.getpid()}.partial"
-    os.close(os.open(document, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-    try:
+    with private_scratch(private_dir(project.root, "private"), "export") as document:
         yield document
-    finally:
-        document.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -169,7 +169,7 @@ def restore_config(project: Project, date: str, policy: Rotation = DEFAULT_ROTAT
     before = None
     if source.exists():
         before = backup_config(project, policy, now=now, private=private, rules=rules)
-    write_atomic(source, content, mode=stat.S_IMODE(os.stat(source).st_mode) & 0o644 if source.exists() else 0o644)
+    write_atomic(source, content, mode=_backup_mode(source, False) if source.exists() else 0o644)
     return RestoreResult(backup, True, before)
 
 
@@ -203,7 +203,7 @@ def _read(path: Path) -> bytes:
 
 
 def _backup_mode(path: Path, private: bool) -> int:
-    """Return a backup's mode: 0600 when private, else the source's, never more open than 0644."""
+    """Return the mode for a copy of path: 0600 when private, else path's own, never more open than 0644."""
     return 0o600 if private else stat.S_IMODE(os.stat(path).st_mode) & 0o644
 
 

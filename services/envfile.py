@@ -21,13 +21,7 @@ def read(path: Path) -> dict[str, str]:
     """Return the KEY=VALUE pairs of a .env file; an absent file gives an empty dict."""
     if not Path(path).exists() and not Path(path).is_symlink():
         return {}
-    try:
-        text = read_regular_file(Path(path), MAX_BYTES, what=".env file").decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text; fix it, or move it away and run `invoke setup` "
-                         "(which gets you back into your environments with new passwords)") from None
-    except OSError as exc:
-        raise UsageError(f"{path} cannot be read ({exc.strerror}); it must be a file you can read") from None
+    text = _text(Path(path))
     values: dict[str, str] = {}
     for line in text.splitlines():
         if line.lstrip().startswith("#"):
@@ -53,8 +47,7 @@ def update(path: Path, changes: dict[str, str | None]) -> None:
 
 def _update(path: Path, changes: dict[str, str | None]) -> None:
     if path.exists() or path.is_symlink():
-        read(path)  # refuses what is not a readable UTF-8 file, before anything is written
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = _text(path).splitlines()  # refuses what is not a readable UTF-8 file, before anything is written
     else:
         lines = ["# Written by piper-ops (invoke setup). Holds secrets: never commit, never share."]
     pending = dict(changes)
@@ -69,6 +62,14 @@ def _update(path: Path, changes: dict[str, str | None]) -> None:
         kept.append(line)
     kept.extend(f"{key}={value}" for key, value in pending.items() if value is not None)
     write_atomic(path, "\n".join(kept) + "\n", mode=0o600)
+
+
+def _text(path: Path) -> str:
+    try:
+        return read_regular_file(path, MAX_BYTES, what=".env file").decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text; fix it, or move it away and run `invoke setup` "
+                         "(which gets you back into your environments with new passwords)") from None
 
 
 def _unquote(value: str) -> str:

@@ -94,6 +94,23 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+@contextmanager
+def private_scratch(folder: Path, name: str) -> Iterator[Path]:
+    """Yield a new, empty 0600 file `.NAME.PID.RAND.partial` in folder, removed when the block ends.
+
+    For what holds a secret or personal data for a moment (a client's password file, a document on
+    its way to standard output): never in the shared temporary directory, and one a killed process
+    left is removed by the next call (sweep_partials).
+    """
+    sweep_partials(folder, name)
+    scratch = Path(folder) / f".{name}.{os.getpid()}.{os.urandom(4).hex()}.partial"
+    os.close(os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        yield scratch
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
 def partial_path(path: Path) -> Path:
     """Return the name under which this process writes path until it is complete (`.NAME.PID.partial`)."""
     return Path(path).with_name(f".{Path(path).name}.{os.getpid()}.partial")

@@ -7,14 +7,13 @@ only through a private PGPASSFILE, never through their arguments or a PGPASSWORD
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from services.errors import ClusterError
-from services.files import partial_path, publish_new, sweep_partials
+from services.files import partial_path, private_scratch, publish_new, sweep_partials
 from services.postgres import binaries, servers
 
 
@@ -106,15 +105,9 @@ def passfile_env(server: servers.Server, password: str) -> Iterator[dict[str, st
     """
     folder = server.project_data_dir.parent
     folder.mkdir(mode=0o700, exist_ok=True)
-    sweep_partials(folder, "pgpass")
-    passfile = folder / f".pgpass.{os.getpid()}.{secrets.token_hex(4)}.partial"
-    try:
-        fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"*:*:*:*:{password.replace(chr(92), chr(92) * 2).replace(':', chr(92) + ':')}\n")
+    with private_scratch(folder, "pgpass") as passfile:
+        passfile.write_text(f"*:*:*:*:{password.replace(chr(92), chr(92) * 2).replace(':', chr(92) + ':')}\n")
         yield {**binaries.child_env(), "PGPASSFILE": str(passfile)}
-    finally:
-        passfile.unlink(missing_ok=True)
 
 
 def _run_client(server: servers.Server, argv: list[str], env: dict[str, str], *, what: str) -> str:
