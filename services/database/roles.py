@@ -62,7 +62,7 @@ def bootstrap(conn: psycopg.Connection, dbname: str, passwords: dict[str, str], 
     changes: list[str] = []
     found = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", ([owner, app],))}
     exists = database_exists(conn, dbname)
-    if found == {owner, app} and exists and not reset:
+    if found == {owner, app} and exists and not reset and database_access_holds(conn, dbname, app):
         return changes
     for key in ("owner", "app"):
         role = ROLE_NAMES[key]
@@ -75,11 +75,27 @@ def bootstrap(conn: psycopg.Connection, dbname: str, passwords: dict[str, str], 
     if not exists:
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0").format(
             sql.Identifier(dbname), sql.Identifier(owner)))
-        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
-        conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
-            sql.Identifier(dbname), sql.Identifier(app)))
         changes.append(f"created database {dbname}")
+    # Checked apart from the creation: a run killed between CREATE DATABASE and these leaves a
+    # database that everyone (or no one but its owner) may connect to; the next run puts it right.
+    if not database_access_holds(conn, dbname, app):
+        with conn.transaction():
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
+            conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+                sql.Identifier(dbname), sql.Identifier(app)))
+        if exists:
+            changes.append(f"gave {app} (and no one else) the right to connect to {dbname}")
     return changes
+
+
+def database_access_holds(conn: psycopg.Connection, dbname: str, app: str) -> bool:
+    """Return True when the application role may connect to dbname (and make temporary tables) and
+    PUBLIC may do neither."""
+    row = conn.execute("SELECT has_database_privilege(%(app)s, %(db)s, 'CONNECT') "
+                       "AND has_database_privilege(%(app)s, %(db)s, 'TEMPORARY') "
+                       "AND NOT has_database_privilege('public', %(db)s, 'CONNECT, TEMPORARY')",
+                       {"app": app, "db": dbname}).fetchone()
+    return bool(row and row[0])
 
 
 def application_role_sql(app_role: str) -> list[str]:

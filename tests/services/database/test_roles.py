@@ -16,6 +16,7 @@ from services import credentials
 from services.database import connection, roles
 from services.errors import ClusterError
 from services.postgres import servers
+from tests.support.cli import INVOKE, run_cli
 from tests.support.databases import connect
 
 
@@ -70,6 +71,40 @@ def test_bootstrap_creates_only_what_is_missing(alpha_env) -> None:
         connection.connect(dataclasses.replace(owner, password=unused["owner"]))
     with connection.connect(owner) as conn:
         assert conn.execute("SELECT current_user").fetchone() == ("piper_owner",)
+
+
+@pytest.mark.parametrize("killed_after", ["CREATE DATABASE", "REVOKE ALL ON DATABASE"])
+def test_bootstrap_finishes_a_database_whose_creation_was_cut_short(alpha_env, killed_after: str) -> None:
+    profile, project = alpha_env
+    admin = credentials.target(profile, project, "admin", dbname="postgres")
+    name = f"piper_halfmade_{time.time_ns()}"
+    with connection.connect(admin, autocommit=True) as conn:
+        try:
+            conn.execute(f'CREATE DATABASE "{name}" OWNER piper_owner')  # PUBLIC may connect: the default
+            if killed_after == "REVOKE ALL ON DATABASE":
+                conn.execute(f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC')  # and piper_app may not
+            assert not roles.database_access_holds(conn, name, "piper_app")
+            assert roles.bootstrap(conn, name, {"owner": "unused", "app": "unused"}) == [
+                f"gave piper_app (and no one else) the right to connect to {name}"]
+            assert roles.database_access_holds(conn, name, "piper_app")
+            assert conn.execute("SELECT has_database_privilege('public', %s, 'CONNECT')", (name,)).fetchone() == (False,)
+            assert roles.bootstrap(conn, name, {"owner": "unused", "app": "unused"}) == []
+        finally:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def test_setup_gives_back_the_application_roles_connect_privilege(fresh_tester) -> None:
+    profile, project = fresh_tester
+    admin = credentials.target(profile, project, "admin", dbname="postgres")
+    with connection.connect(admin, autocommit=True) as conn:
+        conn.execute("REVOKE ALL ON DATABASE piper_tester FROM piper_app")
+    with pytest.raises(ClusterError, match="CONNECT privilege"):
+        connection.connect(credentials.target(profile, project, "app"))
+    again = run_cli([*INVOKE, "setup", "--env", "tester"], project)
+    assert again.returncode == 0, again.stderr
+    assert "gave piper_app (and no one else) the right to connect to piper_tester" in again.stdout
+    with connection.connect(credentials.target(profile, project, "app")) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("piper_app",)
 
 
 def test_a_password_statement_never_reaches_the_server_log_even_when_it_fails(alpha_env) -> None:
