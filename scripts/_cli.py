@@ -276,6 +276,27 @@ def confirm_by_name(name: str, consequence: str, question: str, *, yes: bool) ->
         raise ConfirmationRequired("not confirmed; nothing was changed")
 
 
+def ask(question: str, *, default: str = "", check: Callable[[str], Any] = str, flag: str) -> Any:
+    """Ask on the terminal (stderr) as `Question [default]: `; return check(answer), asking again while it refuses.
+
+    An empty answer takes the default. `check` raises UsageError naming what is wrong; that line is
+    shown and the question asked again. Without a terminal there is no one to ask: raise a FlagError
+    naming the flag that gives the answer. End of input (Ctrl-D) leaves without an answer.
+    """
+    if not sys.stdin.isatty():
+        raise FlagError(f"{question}: no terminal to ask on; pass {flag}")
+    while True:
+        print(f"{question} [{default}]: " if default else f"{question}: ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            print(file=sys.stderr)
+            raise ConfirmationRequired(f"no answer to {question!r}; nothing was changed")
+        try:
+            return check(line.strip() or default)
+        except UsageError as exc:
+            print(f"  {exc}", file=sys.stderr)
+
+
 def run_script(name: str, argv: list[str]) -> int:
     """Run scripts/<name>.py's main(argv): how setup runs a profile's setup steps."""
     code: int = importlib.import_module(f"scripts.{name}").main(argv)

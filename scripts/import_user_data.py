@@ -44,13 +44,7 @@ def _import_document(args: argparse.Namespace) -> int:
     raw, origin = _read(args.data)
     mode = "merge" if args.merge else "replace" if args.replace else "refuse"
     plan = imports.plan_import(profile, project, raw, origin, args.username, args.email, mode)  # type: ignore[arg-type]
-    doc = plan.document
-    print(f"import {plan.username} into {profile.name} from {origin} (exported from {doc.source_environment or '?'} "
-          f"at {doc.exported_at or '?'}, sha256 {doc.checksum[:12]}):", file=sys.stderr)
-    print(f"  action: {_ACTIONS[plan.action].format(username=plan.username, email=plan.email)}", file=sys.stderr)
-    print(f"  preferences: {documents.summarize_changes(plan.changes)}", file=sys.stderr)
-    if plan.fields_not_carried:
-        print(f"  not carried into {plan.table}: {', '.join(plan.fields_not_carried)} (they stay in {origin})", file=sys.stderr)
+    show_import_plan(plan, profile.name, origin)
     if plan.action == "unchanged":
         print(f"{plan.username} in {profile.name} already holds this data; nothing changed")
         return 0
@@ -67,6 +61,17 @@ def _import_document(args: argparse.Namespace) -> int:
         print(f"invitation for {plan.email} written to {result.invitation_file}; send it to the user "
               "(it holds a single-use token)")
     return 0
+
+
+def show_import_plan(plan: imports.ImportPlan, environment: str, origin: str) -> None:
+    """The consent screen of an import (on standard error): where the document comes from, what it changes."""
+    doc = plan.document
+    print(f"import {plan.username} into {environment} from {origin} (exported from {doc.source_environment or '?'} "
+          f"at {doc.exported_at or '?'}, sha256 {doc.checksum[:12]}):", file=sys.stderr)
+    print(f"  action: {_ACTIONS[plan.action].format(username=plan.username, email=plan.email)}", file=sys.stderr)
+    print(f"  preferences: {documents.summarize_changes(plan.changes)}", file=sys.stderr)
+    if plan.fields_not_carried:
+        print(f"  not carried into {plan.table}: {', '.join(plan.fields_not_carried)} (they stay in {origin})", file=sys.stderr)
 
 
 def _read(data: str) -> tuple[bytes, str]:

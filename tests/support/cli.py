@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from services.project import Project
 from tests.support import temp_root
@@ -34,3 +35,22 @@ def export_user(project: Project, env: str, username: str, *extra: str) -> subpr
     """Run scripts/export_user_data.py as a subprocess; its output is bytes, as a redirect to a file gets them."""
     return subprocess.run([sys.executable, "scripts/export_user_data.py", "--username", username, "--env", env, *extra],
                           cwd=REPO, env=cli_env(project), capture_output=True, check=False)
+
+
+def spawn_in_terminal(argv: list[str], project: Project, **extra: str):  # type: ignore[no-untyped-def]
+    """Start a command (e.g. [*INVOKE, "onboard"]) in a pseudo-terminal, as a person at a keyboard runs it (pexpect)."""
+    import pexpect
+
+    return pexpect.spawn(argv[0], argv[1:], cwd=str(REPO), env=cli_env(project, **extra), encoding="utf-8",
+                         timeout=120, dimensions=(50, 200))
+
+
+def project_files(root: Path) -> dict[str, bytes | str]:
+    """Every file and link under root with its content (a link's target): compare two to see that nothing changed."""
+    found: dict[str, bytes | str] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            found[str(path.relative_to(root))] = os.readlink(path)
+        elif path.is_file():
+            found[str(path.relative_to(root))] = path.read_bytes()
+    return found
