@@ -15,11 +15,12 @@ from services.project import Project
 _HEAD_CACHE = ".migrations-head.json"
 
 
-def head_revision(project: Project) -> str:
+def head_revision(project: Project, *, refresh: bool = True) -> str:
     """Return the head revision of the project's migrations/.
 
     The head is cached in postgres_data/ against a hash of the revision files and recomputed
-    whenever one changes.
+    whenever one changes; with refresh=False a stale cache is not rewritten (for commands that
+    write nothing, such as doctor).
     """
     fingerprint = _fingerprint(project)
     cache = project.data_root / _HEAD_CACHE
@@ -30,7 +31,7 @@ def head_revision(project: Project) -> str:
     except (OSError, ValueError, KeyError):
         pass
     head = schema.head(project.migrations_dir)
-    if project.data_root.is_dir():
+    if refresh and project.data_root.is_dir():
         write_atomic(cache, json.dumps({"fingerprint": fingerprint, "head": head}))
     return head
 

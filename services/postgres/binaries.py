@@ -49,6 +49,22 @@ def major_version(bin_dir: Path) -> str:
     return out.split()[-1].split(".")[0] if out.strip() else "unknown"
 
 
+def program_major_version(program: Path) -> str | None:
+    """Return the major version a PostgreSQL program prints (`pg_restore (PostgreSQL) 15.18 ...` → '15'),
+    or None when it cannot be run or does not say."""
+    try:
+        out = subprocess.run([str(program), "--version"], capture_output=True, text=True, check=False, timeout=10,
+                             env=child_env(), stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    words = out.split()
+    for index, word in enumerate(words):
+        if word == "(PostgreSQL)" and index + 1 < len(words):
+            major = words[index + 1].split(".")[0]
+            return major if major.isdigit() else None
+    return None
+
+
 def child_env() -> dict[str, str]:
     """Return the environment for PostgreSQL's programs: this one without secrets or PG* variables."""
     # The server and its tools need no secrets: pass nothing named like one, and no PG* variable
