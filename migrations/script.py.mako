@@ -4,14 +4,19 @@ Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 """
-
+<%
+    body = (upgrades or "") + (downgrades or "")
+    unused = "  # noqa: F401 (for the steps you add)"
+%>
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
-${imports if imports else ""}
+import sqlalchemy as sa${"" if "sa." in body else unused}
+from alembic import op${"" if "op." in body else unused}
+% if imports:
+${imports}
+% endif
 
 revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}

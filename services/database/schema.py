@@ -3,6 +3,8 @@
 The Config is built here from the migrations directory it is given; the URL never comes from an
 ini file (migrations/env.py runs on the connection handed over in `config.attributes`), so a
 migration commits together with whatever else the caller's transaction holds, or not at all.
+The same env.py serves the `alembic` command (alembic.ini at the project root); only there, with
+no connection handed over, does it select an environment and connect by itself.
 """
 
 from __future__ import annotations

@@ -77,11 +77,25 @@ def make_project(root: Path, edits: dict[str, dict] | None = None) -> Project:
         (root / "environments" / source.name).write_text(yaml.safe_dump(data, sort_keys=False))
     if (REPO / "config").is_dir():
         shutil.copytree(REPO / "config", root / "config", dirs_exist_ok=True)
+    # The `alembic` command in the project, as in a checkout, on this checkout's migrations/.
+    ini = (REPO / "alembic.ini").read_text(encoding="utf-8")
+    (root / "alembic.ini").write_text(ini.replace("%(here)s/migrations", str(REPO / "migrations")), encoding="utf-8")
     # dev's setup migrates the PM's personal data from a git-ignored file: here, a fake one.
     (root / "private").mkdir(mode=0o700, exist_ok=True)
     (root / "private" / "dev_user_data.json").write_text(json.dumps({
         "piper_personal_data": 1, "username": "xian", "display_name": "Fake Dev Person",
         "preferences": {"tone": "fake-dev-tone", "projects": ["fake-project-one"]}}))
+    project = Project(root.resolve())
+    _made.append(project)
+    run_root = temp_root.current()
+    if run_root is not None:
+        with open(run_root / _REGISTRY, "a", encoding="utf-8") as registry:
+            registry.write(f"{project.root}\n")
+    return project
+
+
+def register_project(root: Path) -> Project:
+    """Record a project made some other way (a fresh checkout) so that its servers are removed at the end of the run."""
     project = Project(root.resolve())
     _made.append(project)
     run_root = temp_root.current()
