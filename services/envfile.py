@@ -7,6 +7,7 @@ module does not manage are kept as they are.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from services.errors import UsageError
@@ -21,9 +22,12 @@ def read(path: Path) -> dict[str, str]:
     """Return the KEY=VALUE pairs of a .env file; an absent file gives an empty dict."""
     if not Path(path).exists() and not Path(path).is_symlink():
         return {}
-    text = _text(Path(path))
+    return _values(_text(Path(path)).splitlines())
+
+
+def _values(lines: list[str]) -> dict[str, str]:
     values: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in lines:
         if line.lstrip().startswith("#"):
             continue
         match = _LINE.match(line)
@@ -38,17 +42,33 @@ def update(path: Path, changes: dict[str, str | None]) -> None:
     Held under a lock: setups of two environments at once both add their passwords, neither
     overwrites the other's.
     """
+    update_with(Path(path), lambda current: changes)
+
+
+def update_with(path: Path, decide: Callable[[dict[str, str]], dict[str, str | None]]) -> dict[str, str | None]:
+    """Set (or remove) the keys that decide(current values) returns, under the lock; return what changed.
+
+    decide sees the file as it is under the lock, so a value derived from another one (the
+    DATABASE_URL of the selected environment) is never written beside a selection that changed
+    meanwhile. Keys whose value is already the one asked for are left alone, and when nothing
+    changes the file is not rewritten.
+    """
     from filelock import FileLock
 
     path = Path(path)
     with FileLock(str(path.with_name(path.name + ".lock")), mode=0o600):
-        _update(path, changes)
+        exists = path.exists() or path.is_symlink()
+        # Read first: what is not a readable UTF-8 file is refused before anything is written.
+        lines = _text(path).splitlines() if exists else []
+        current = _values(lines)
+        changes = {key: value for key, value in decide(dict(current)).items() if current.get(key) != value}
+        if changes:
+            _update(path, lines if exists else None, changes)
+        return changes
 
 
-def _update(path: Path, changes: dict[str, str | None]) -> None:
-    if path.exists() or path.is_symlink():
-        lines = _text(path).splitlines()  # refuses what is not a readable UTF-8 file, before anything is written
-    else:
+def _update(path: Path, lines: list[str] | None, changes: dict[str, str | None]) -> None:
+    if lines is None:
         lines = ["# Written by piper-ops (invoke setup). Holds secrets: never commit, never share."]
     pending = dict(changes)
     kept: list[str] = []

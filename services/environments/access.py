@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets as token_source
 from dataclasses import replace
 
-from services import credentials, envfile
+from services import connection_info, credentials, envfile
 from services.database import connection, roles
 from services.database.connection import Target
 from services.postgres import data_dirs, servers, single_user
@@ -35,7 +35,9 @@ def ensure_passwords(profile: Profile, project: Project, changes: list[str]) -> 
     if all(found.values()):
         return {role: str(value) for role, value in found.items()}
     created = {role: value or token_source.token_urlsafe(32) for role, value in found.items()}
-    envfile.update(project.env_file, {credentials.password_key(profile.name, r): created[r] for r in ROLES})
+    written: dict[str, str | None] = {credentials.password_key(profile.name, r): created[r] for r in ROLES}
+    written.update(connection_info.password_changes(profile, project, created["app"]))  # DATABASE_URL follows
+    envfile.update(project.env_file, written)
     missing = ", ".join(credentials.password_key(profile.name, r) for r in ROLES if not found[r])
     changes.append(f"generated passwords for {profile.name} in {project.env_file.name} (mode 0600): {missing}")
     return {role: str(value) for role, value in created.items()}

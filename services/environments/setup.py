@@ -12,12 +12,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from services import credentials, envfile, gitinfo
+from services import connection_info, credentials, gitinfo
 from services.environments import access, locking, provisioning
 from services.errors import PiperError
 from services.postgres import data_dirs, servers
 from services.profiles import Profile, check_distinct
-from services.project import ENV_VARIABLE, Project
+from services.project import Project
 
 
 @dataclass
@@ -60,9 +60,8 @@ def setup_environment(profile: Profile, project: Project, *, allow_branch_mismat
             report = _setup_local(profile, project)
     if warning:
         report.warnings.append(warning)
-    if envfile.read(project.env_file).get(ENV_VARIABLE) != profile.name:
-        envfile.update(project.env_file, {ENV_VARIABLE: profile.name})
-        report.changes.append(f"selected {profile.name} in {project.env_file.name}")
+    # PIPER_ENV and the application's DATABASE_URL (12-factor) in one atomic update of .env.
+    report.changes += connection_info.select_in_env_file(profile, project)
     return report
 
 
