@@ -1,10 +1,13 @@
 """Export one user's data as a versioned, self-describing JSON document (ADR-040).
 
-    python scripts/export_user_data.py --username alfy > alfy_data.json
-    python scripts/export_user_data.py --username alfy --keys tone,projects --output alfy_data.json
+    python scripts/export_user_data.py --username alfy --output exports/alfy.json
+    python scripts/export_user_data.py --username alfy --keys tone,projects --output exports/alfy.json
+    python scripts/export_user_data.py --username alfy > alfy.json
 
-The document goes to standard output (or --output); messages go to standard error. It holds
-personal data: keep it out of git (private/ is ignored) and delete it once imported.
+The document goes to --output (written atomically, 0600) or standard output; messages go to
+standard error. It holds personal data: the export folder `exports/` is git-ignored and 0700
+(created by the first --output into it); an export to any other file inside the checkout that git
+would track is written all the same, with a warning naming the fix. Delete it once imported.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -37,10 +41,15 @@ def run(args: argparse.Namespace) -> int:
     if args.keys is not None and not keys:
         raise UsageError("--keys names no key; pass e.g. --keys tone,projects")
     output = None if args.output in (None, Path("-")) else args.output
+    suggested = f"{exports.EXPORT_FOLDER}/{args.username}.json"
     if output is None and sys.stdout.isatty():
-        raise UsageError("the export holds personal data; redirect it to a file (> FILE) or pass --output FILE")
+        raise UsageError(f"the export holds personal data; pass --output {suggested} (git-ignored, private) "
+                         "or redirect it to a file (> FILE)")
     if output is not None and output.is_dir():
         raise UsageError(f"{output} is a directory; name the file, e.g. --output {output / (args.username + '.json')}")
+    if output is not None and exports.is_in_export_folder(project, output):
+        exports.export_folder(project)  # made 0700 on first use (or closed to it)
+    destination = output
     if output is not None and (output.is_file() or not output.exists()):
         if not output.absolute().parent.is_dir():
             raise UsageError(f"{output.absolute().parent} is not a directory; create it or pass another --output")
@@ -54,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         # Standard output, or what --output names that is no file to replace (a device, a FIFO):
         # the document is made in the private folder, then written through.
+        destination = exports.open_file_path(sys.stdout.fileno()) if output is None else None
+        if destination is not None and exports.is_in_export_folder(project, destination):
+            _close_to_owner(sys.stdout.fileno())  # `> exports/U.json`: the folder's files are 0600 too
         with _private_document(project) as document:
             size, checksum = exports.export_user(profile, project, args.username, keys, into=document)
             with open(document, "rb") as handle, _stream(output) as stream:
@@ -62,7 +74,23 @@ def run(args: argparse.Namespace) -> int:
         where = "standard output" if output is None else str(output)
     print(f"exported {args.username} from {profile.name} to {where} ({size} bytes, sha256 {checksum})",
           file=sys.stderr)
+    tracked = exports.trackable_destination(project, destination)
+    if tracked is not None and exports.is_in_export_folder(project, destination):  # a checkout that lacks the rule
+        print(f"warning: {tracked} holds personal data and git does not ignore it; add {exports.EXPORT_FOLDER}/ "
+              "to .gitignore", file=sys.stderr)
+    elif tracked is not None:
+        print(f"warning: {tracked} holds personal data inside the checkout and git does not ignore it (`git add` "
+              f"would commit it); export with --output {suggested} instead (git-ignored, 0700)", file=sys.stderr)
     return 0
+
+
+def _close_to_owner(fd: int) -> None:
+    """Give the file open on fd mode 0600 when it is ours (a shell redirect made it with the umask's mode)."""
+    try:
+        if os.fstat(fd).st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)
+    except OSError:
+        pass  # not ours to change; the folder's 0700 still keeps it private
 
 
 @contextlib.contextmanager

@@ -3,8 +3,11 @@
     python scripts/migrate_personal_data.py --username USER --env dev             # the profile's data file
     python scripts/migrate_personal_data.py --username alfy --skip-migration     # only check the user exists
     python scripts/migrate_personal_data.py --username tester123 --data-file tester_data.json [--dry-run]
+    python scripts/migrate_personal_data.py --username tester123 --data-file private/original.json [--yes]
 
-The data file's shape is documented in docs/USER_DATA.md; it must name the user it belongs to.
+The data file's shape is documented in docs/USER_DATA.md. A personal-data file names the user it
+belongs to; the original product's bare object of preferences names nobody, so the command shows
+its keys and the user it would go to, and asks first (--yes for scripts; setup never asks).
 """
 
 from __future__ import annotations
@@ -28,16 +31,29 @@ def run(args: argparse.Namespace) -> int:
         user_id = accounts.find_user_id(profile, project, args.username)
         print(f"user {args.username} exists in {profile.name}: id {user_id}; checked only, no personal data migrated")
         return 0
-    result = personal_data.migrate_personal_data(profile, project, args.username, args.data_file, dry_run=args.dry_run)
+    document = personal_data.load_data_file(profile, project, args.username, args.data_file)
+    confirmed = document.names_user or args.yes
+    if not confirmed and not args.dry_run:
+        # The file names no user: the user says whose it is. Unknown users and files already applied
+        # are told first (a dry run), so that a re-run has nothing to ask.
+        plan = personal_data.migrate_personal_data(profile, project, args.username, document, dry_run=True)
+        if plan.already_applied_at is None:
+            _cli.confirm(f"{plan.source} names no user; its keys: {documents.shown_keys(document.preferences)}. "
+                         f"Migrate them into the preferences of {args.username} in {profile.name}?", yes=False)
+        confirmed = True
+    result = personal_data.migrate_personal_data(profile, project, args.username, document, dry_run=args.dry_run,
+                                                 confirmed=confirmed)
     summary = documents.summarize_changes(result.changes)
+    named = "" if result.names_user else " (a bare object of preferences, naming no user)"
     if result.already_applied_at is not None:
         print(f"{result.source} was already migrated into {args.username} in {profile.name} on "
               f"{result.already_applied_at:%Y-%m-%d %H:%M} (sha256 {result.checksum[:12]}); nothing changed")
     elif args.dry_run:
-        print(f"dry run: migrating {result.source} into {args.username} in {profile.name} would change preferences "
-              f"({summary}); nothing was written")
+        print(f"dry run: migrating {result.source}{named} into {args.username} in {profile.name} would change "
+              f"preferences ({summary}); nothing was written")
     elif result.applied:
-        print(f"migrated {result.source} into {args.username} in {profile.name} ({summary}); sha256 {result.checksum}")
+        print(f"migrated {result.source}{named} into {args.username} in {profile.name} ({summary}); "
+              f"sha256 {result.checksum}")
     return 0
 
 

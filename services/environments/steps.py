@@ -48,13 +48,20 @@ def plan_setup_steps(profile: Profile, project: Project, data_file: str | None =
             continue
         if missing:
             raise UsageError(f"environment {profile.name!r} needs a data file at setup; pass --data-file PATH")
+        consent: tuple[str, ...] = ()
         if "data_file" in needed and chosen is not None:
             if not chosen.exists():
                 raise UsageError(f"{chosen} ({origin}) does not exist; put the personal-data file there "
                                  "(shape in docs/USER_DATA.md), or pass --data-file FILE to setup")
             if "username" in needed:  # the file is for the user the step names: read it now, whole
-                documents.load_personal_data(chosen, values["username"])
-        steps.append((step.script, tuple(arg.format(**values) for arg in step.args) + ("--env", profile.name)))
+                document = documents.load_personal_data(chosen, values["username"])
+                # A bare object of preferences names no user. Setup never asks: the step names the user
+                # (the profile's default user) and the file is the one chosen for this environment, so
+                # the migration goes to that user and says so (docs/USER_DATA.md).
+                if not document.names_user and step.script == "migrate_personal_data":
+                    consent = ("--yes",)
+        steps.append((step.script,
+                      tuple(arg.format(**values) for arg in step.args) + consent + ("--env", profile.name)))
     return StepPlan(tuple(steps), tuple(skipped))
 
 

@@ -80,6 +80,11 @@ def find_user_id(profile: Profile, project: Project, username: str) -> uuid.UUID
         return store.user_row(conn, profile, username, "id")["id"]
 
 
+def deleted_users_folder(profile: Profile, project: Project) -> Path:
+    """Return the git-ignored folder a deleted user's export goes to: private/deleted-users/<env>/."""
+    return project.root / "private" / "deleted-users" / profile.name
+
+
 def delete_user(profile: Profile, project: Project, username: str, *, confirmed: bool) -> tuple[Path, str]:
     """Export the user to the git-ignored private folder, then delete them; return (export path, checksum).
 
@@ -90,7 +95,7 @@ def delete_user(profile: Profile, project: Project, username: str, *, confirmed:
 
     if not confirmed:
         raise ConfirmationRequired(f"deleting {username!r} from {profile.name} removes all their data; confirm, or pass --yes")
-    folder = private_dir(project.root, "private", "deleted-users", profile.name)
+    folder = private_dir(project.root, *deleted_users_folder(profile, project).relative_to(project.root).parts)
     taken = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = folder / f"{username}-{taken}.json"
     with store.user_data_connection(profile, project, acting_user=username) as conn:

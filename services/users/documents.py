@@ -9,7 +9,12 @@ Nothing here touches a database. Two documents are defined:
 
   `piper_personal_data`, `username` and `preferences` are required; `display_name` and
   `learning_data` are optional; any other key is an error. The file names its owner, so a run
-  for one user can never receive another user's data.
+  for one user can never receive another user's data. This envelope is the format for new files.
+
+  The original Piper Morgan product's data file is accepted too: a bare JSON object of preferences
+  (`{"q4_goals": ..., "projects": ..., "team": ...}`), told apart by having no `piper_personal_data`.
+  It names no user, so it is read *for* the user asked about, and whoever migrates it must confirm
+  that user first (`PersonalDataFile.names_user` is False). It is validated as preferences are.
 
 * the export document that `export_user_data.py` writes and `import_user_data.py` reads::
 
@@ -33,7 +38,7 @@ import gc
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,6 +74,9 @@ class PersonalDataFile:
     display_name: str | None
     learning_data: dict[str, Any] | None
     sha256: str
+    #: False for a bare object of preferences (the original product's format): the file names no
+    #: user, `username` is the user it was read for, and that user must be confirmed before it is migrated.
+    names_user: bool = True
 
 
 @dataclass(frozen=True)
@@ -161,11 +169,18 @@ def _finite_float(text: str) -> float:
 
 
 def load_personal_data(path: Path, username: str) -> PersonalDataFile:
-    """Read and validate a personal-data file meant for username."""
+    """Read and validate a personal-data file meant for username (an envelope, or a bare object of preferences).
+
+    An envelope names its owner and is refused for anyone else; a bare object names nobody and is
+    returned with `names_user` False: the caller confirms that it is username's before migrating it.
+    """
     raw = _read(path)
     document = _parse_json(raw, path)
     if not isinstance(document, dict):
-        raise UserDataError(f"{path}: $ must be a JSON object with piper_personal_data, username and preferences")
+        raise UserDataError(f"{path}: $ must be a JSON object: a personal-data file (piper_personal_data, username, "
+                            "preferences) or a bare object of preferences")
+    if "piper_personal_data" not in document:
+        return _bare_preferences(path, document, username, raw)
     for key in document:
         if key not in _DATA_FILE_KEYS:
             raise UserDataError(f"{path}: $.{_path_key(key)} is not a known field; known: {', '.join(sorted(_DATA_FILE_KEYS))}")
@@ -189,9 +204,48 @@ def load_personal_data(path: Path, username: str) -> PersonalDataFile:
     problem = schemas.problem("PERSONAL_DATA_FILE", document)
     if problem is not None:
         raise UserDataError(f"{path}: {problem}")
-    check_storable(preferences, "$.preferences")
-    check_storable(learning_data, "$.learning_data")
+    _check_storable_in(path, preferences, "$.preferences")
+    _check_storable_in(path, learning_data, "$.learning_data")
     return PersonalDataFile(path, owner, preferences, display_name, learning_data, sha256_hex(raw))
+
+
+def _check_storable_in(path: Path, value: Any, where: str) -> None:
+    try:
+        check_storable(value, where)
+    except UserDataError as exc:
+        raise UserDataError(f"{path}: {exc}") from None
+
+
+def _bare_preferences(path: Path, document: dict[str, Any], username: str, raw: bytes) -> PersonalDataFile:
+    """Validate a bare object of preferences (the original product's data file) read for username."""
+    if document.get("format") == FORMAT:
+        raise UserDataError(f"{path} is a piper-ops user export, not a personal-data file; "
+                            f"import it with import-user --data {path}")
+    # An envelope that lost its version line would otherwise land in preferences as keys "username", "preferences".
+    envelope = [key for key in ("username", "preferences") if key in document]
+    if envelope:
+        raise UserDataError(f"{path} has $.{envelope[0]} but no $.piper_personal_data; add \"piper_personal_data\": 1 "
+                            "(the format: docs/USER_DATA.md), or, for a bare object of preferences, rename that key")
+    if not document:
+        raise UserDataError(f"{path} is an empty JSON object: no preferences to migrate; put the preferences in it")
+    problem = schemas.problem("PERSONAL_DATA_FILE", {"preferences": document})  # what the preferences column takes
+    if problem is not None:
+        raise UserDataError(f"{path}: {problem.replace('$.preferences', '$', 1)}")
+    _check_storable_in(path, document, "$")
+    return PersonalDataFile(path, username, document, None, None, sha256_hex(raw), names_user=False)
+
+
+def shown_keys(keys: Iterable[str], limit: int = 12) -> str:
+    """Return keys for a one-line message, sorted: `a, b, "odd key"`, and `... and N more` past limit."""
+    ordered = sorted(keys)
+    shown = ", ".join(map(_shown_key, ordered[:limit]))
+    return shown + (f" and {len(ordered) - limit} more" if len(ordered) > limit else "")
+
+
+def _shown_key(key: str) -> str:
+    key = key if len(key) <= 60 else key[:57] + "..."
+    plain = key and key.isprintable() and "," not in key and key.strip() == key
+    return key if plain else json.dumps(key, ensure_ascii=False)
 
 
 def export_head(*, environment: str, database: str, schema_revision: str | None) -> bytes:

@@ -5,6 +5,10 @@ export runs through the server's own psql: starting Python's PostgreSQL driver c
 psql's whole export of 10 MB, and psql writes the document straight into its file. The driver
 path stays for what psql cannot do here: hosted production (the embedded psql has no TLS), an
 export inside a larger transaction (delete-user's), and the wording of every refusal.
+
+Where exports go: the export folder, `exports/` in the checkout (git-ignored, 0700; its files
+0600). An export written anywhere else inside the checkout that git would track is still written
+(the user chose it), and `trackable_destination` says so, for the command to warn.
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ import hashlib
 import json
 import logging
 import os
+import stat
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services import credentials, identifiers
+from services import credentials, gitinfo, identifiers
 from services.database import events, sessions, stamp, statements
-from services.errors import PiperError, UsageError
+from services.errors import PersonalDataRefused, PiperError, UsageError
+from services.files import private_dir
 from services.postgres import psql_sessions, servers
 from services.profiles import Profile
 from services.project import Project
@@ -29,6 +36,93 @@ if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger(__name__)
+
+#: The export folder, in the checkout: git-ignored (.gitignore), 0700, where every documented export goes.
+EXPORT_FOLDER = "exports"
+
+
+def export_folder(project: Project) -> Path:
+    """Return the project's export folder, created (or closed) to mode 0700.
+
+    A symbolic link to a directory (the user's own place for exports) is used as it is: its mode is
+    not ours to change. Anything else that is not a directory is an error naming it.
+    """
+    folder = project.root / EXPORT_FOLDER
+    if folder.is_symlink() or folder.exists():
+        if not folder.is_dir():
+            raise UsageError(f"{folder} is not a directory, so it cannot be the export folder; move it away, "
+                             "or pass another --output")
+        if folder.is_symlink():
+            return folder
+    return private_dir(project.root, EXPORT_FOLDER)
+
+
+def is_in_export_folder(project: Project, path: Path) -> bool:
+    """Return True when path names a file directly in the project's export folder (whether or not it exists yet)."""
+    return Path(os.path.realpath(Path(path).absolute().parent)) == Path(os.path.realpath(project.root / EXPORT_FOLDER))
+
+
+def trackable_destination(project: Project, path: Path | None) -> Path | None:
+    """Return path relative to the checkout when git would track a file there (it is inside the checkout and not
+    ignored: `git add .` would commit it); None otherwise, and for None."""
+    if path is None:
+        return None
+    try:
+        relative = Path(os.path.realpath(path)).relative_to(os.path.realpath(project.root))
+    except ValueError:
+        return None
+    return relative if gitinfo.would_track(project.root, relative) else None
+
+
+def refuse_trackable(project: Project, path: Path, fix: str) -> None:
+    """Refuse (PersonalDataRefused) to put personal data at path when git would track it there (invariant 3)."""
+    tracked = trackable_destination(project, path)
+    if tracked is not None:
+        raise PersonalDataRefused(f"{tracked} would hold personal data inside the checkout where git does not ignore "
+                                  f"it (`git add` would commit it); {fix}")
+
+
+def open_file_path(fd: int) -> Path | None:
+    """Return the path of the regular file open on fd (standard output redirected to a file), or None.
+
+    None for anything else (a terminal, a pipe, a device) and when the path cannot be found. Asked
+    of the system (macOS: F_GETPATH; Linux: /proc/self/fd), else looked for in the current
+    directory, where `> U.json` puts it; a name is believed only if it is that very file.
+    """
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    candidates: list[str] = []
+    try:
+        if sys.platform == "darwin":
+            import fcntl
+
+            candidates.append(os.fsdecode(fcntl.fcntl(fd, fcntl.F_GETPATH, bytes(1024)).rstrip(b"\0")))
+        elif os.path.isdir("/proc/self/fd"):
+            candidates.append(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        pass
+    for candidate in candidates:
+        if _same_file(candidate, info):
+            return Path(candidate)
+    try:
+        with os.scandir(".") as entries:
+            for entry in entries:
+                if entry.inode() == info.st_ino and _same_file(entry.path, info):
+                    return Path(entry.path).absolute()
+    except OSError:
+        pass
+    return None
+
+
+def _same_file(path: str, info: os.stat_result) -> bool:
+    try:
+        return os.path.samestat(os.stat(path), info)
+    except OSError:
+        return False
 
 
 def export_user(profile: Profile, project: Project, username: str, keys: list[str] | None = None, *,

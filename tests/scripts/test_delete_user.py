@@ -11,6 +11,7 @@ from services.database import connection
 from tests.support.cli import run_cli
 from tests.support.databases import user_row
 from tests.support.fakes import HOSTILE
+from tests.support.projects import REPO
 
 
 def test_delete_exports_first_asks_and_can_be_undone_by_import(alpha_env, exported, capsys) -> None:
@@ -34,3 +35,23 @@ def test_delete_exports_first_asks_and_can_be_undone_by_import(alpha_env, export
     assert user_row(profile, project, name)[1] == HOSTILE
     assert delete_user.main(["--username", "fake.nobody", "--yes", "--env", "alpha"]) == 2
     assert "no user 'fake.nobody' in environment alpha" in capsys.readouterr().err
+
+
+def test_delete_refuses_a_checkout_where_git_would_take_its_export(fresh_alpha) -> None:
+    import subprocess
+
+    profile, project = fresh_alpha
+    subprocess.run(["git", "init", "-q", str(project.root)], check=True)
+    (project.root / ".gitignore").write_text("postgres_data/\n.env\n")  # private/ is not ignored here
+    refused = run_cli([sys.executable, "scripts/delete_user.py", "--username", "alfy", "--yes", "--env", "alpha"],
+                      project, input="")
+    assert refused.returncode == 1 and refused.stderr == (
+        "error: private/deleted-users/alpha would hold personal data inside the checkout where git does not ignore it "
+        "(`git add` would commit it); add private/ to .gitignore, then delete again\n")
+    assert user_row(profile, project, "alfy") is not None
+    assert not (project.root / "private" / "deleted-users").exists()
+    (project.root / ".gitignore").write_text((REPO / ".gitignore").read_text())
+    done = run_cli([sys.executable, "scripts/delete_user.py", "--username", "alfy", "--yes", "--env", "alpha"], project)
+    assert done.returncode == 0, done.stderr
+    assert user_row(profile, project, "alfy") is None
+    assert len(list((project.root / "private" / "deleted-users" / "alpha").glob("alfy-*.json"))) == 1

@@ -11,7 +11,7 @@ import time
 from scripts import create_test_alpha_user
 from services import credentials
 from services.database import connection
-from tests.support.cli import cli_env, export_user
+from tests.support.cli import INVOKE, cli_env, export_user
 from tests.support.databases import set_preferences
 from tests.support.fakes import HOSTILE
 from tests.support.projects import REPO
@@ -141,3 +141,111 @@ def test_an_export_through_a_device_or_fifo_writes_through_and_never_replaces_it
     assert full.returncode == 1 and "Traceback" not in full.stderr
     assert full.stderr.splitlines()[-1].startswith("error: the export could not be written to /dev/full")
     assert not list((project.root / "private").glob(".export.*"))  # nothing of it left behind
+
+
+# --- the export folder, and exports that git would track -------------------------------------
+
+
+def _checkout(project, gitignore: str | None = None) -> None:
+    """Make the project a git checkout with the repository's .gitignore (or the one given)."""
+    subprocess.run(["git", "init", "-q", str(project.root)], check=True)
+    (project.root / ".gitignore").write_text((REPO / ".gitignore").read_text() if gitignore is None else gitignore)
+
+
+def _untracked(project) -> list[str]:
+    """What `git add .` would take: every path git does not ignore."""
+    listed = subprocess.run(["git", "-C", str(project.root), "ls-files", "--others", "--exclude-standard"],
+                            capture_output=True, text=True, check=True)
+    return listed.stdout.splitlines()
+
+
+def test_the_export_folder_is_git_ignored_private_and_made_on_first_use(fresh_alpha) -> None:
+    import os
+    import stat
+
+    _, project = fresh_alpha
+    _checkout(project)
+    target = project.root / "exports" / "alfy.json"
+    result = export_user(project, "alpha", "alfy", "--output", str(target))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.decode().splitlines() == [
+        f"exported alfy from alpha to {target} ({target.stat().st_size} bytes, "
+        f"sha256 {json.loads(target.read_bytes())['checksum']['value']})"]
+    assert stat.S_IMODE((project.root / "exports").stat().st_mode) == 0o700
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not any(path.startswith("exports") for path in _untracked(project))
+    # A shell redirect into the folder: no warning, and the file is closed to 0600 like the folder's others.
+    os.chmod(project.root / "exports", 0o755)
+    redirected = project.root / "exports" / "again.json"
+    with open(redirected, "wb") as stdout:
+        os.fchmod(stdout.fileno(), 0o644)
+        shell = subprocess.run([sys.executable, "scripts/export_user_data.py", "--username", "alfy", "--env", "alpha"],
+                               cwd=REPO, env=cli_env(project), stdout=stdout, stderr=subprocess.PIPE, text=True)
+    assert shell.returncode == 0 and len(shell.stderr.splitlines()) == 1 and "warning" not in shell.stderr
+    assert stat.S_IMODE(redirected.stat().st_mode) == 0o600
+    assert json.loads(redirected.read_bytes())["payload"]["user"]["username"] == "alfy"
+    export_user(project, "alpha", "alfy", "--output", str(target))  # the folder is closed again when used
+    assert stat.S_IMODE((project.root / "exports").stat().st_mode) == 0o700
+
+
+def test_an_export_git_would_track_is_written_with_a_one_line_warning_naming_the_fix(fresh_alpha, tmp_path) -> None:
+    _, project = fresh_alpha
+    _checkout(project)
+    fix = "export with --output exports/alfy.json instead (git-ignored, 0700)"
+    # `> alfy.json` in the checkout (the README's old example): still written, exit 0, and said on stderr.
+    leaked = project.root / "alfy.json"
+    with open(leaked, "wb") as stdout:
+        result = subprocess.run([*INVOKE, "export-user", "--username", "alfy", "--env", "alpha"], cwd=REPO,
+                                env=cli_env(project), stdout=stdout, stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 0
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("exported alfy from alpha to standard output")
+    assert lines[1] == ("warning: alfy.json holds personal data inside the checkout and git does not ignore it "
+                        f"(`git add` would commit it); {fix}")
+    assert json.loads(leaked.read_bytes())["payload"]["user"]["username"] == "alfy"
+    assert "alfy.json" in _untracked(project)  # what the warning is about
+    # --output to a tracked-to-be path, in a folder of the checkout: the same warning.
+    (project.root / "notes").mkdir()
+    named = export_user(project, "alpha", "alfy", "--output", str(project.root / "notes" / "mine.json"))
+    assert named.returncode == 0 and named.stderr.decode().splitlines()[1] == (
+        "warning: notes/mine.json holds personal data inside the checkout and git does not ignore it (`git add` "
+        f"would commit it); {fix}")
+    # Ignored places in the checkout, and places outside it, say nothing more.
+    for quiet in (project.root / "private" / "alfy.json", project.root / "backups" / "alfy.json", tmp_path / "a.json"):
+        quiet.parent.mkdir(exist_ok=True)
+        done = export_user(project, "alpha", "alfy", "--output", str(quiet))
+        assert done.returncode == 0 and len(done.stderr.splitlines()) == 1, done.stderr
+        with open(quiet, "wb") as stdout:
+            piped = subprocess.run([sys.executable, "scripts/export_user_data.py", "--username", "alfy", "--env",
+                                    "alpha"], cwd=REPO, env=cli_env(project), stdout=stdout, stderr=subprocess.PIPE)
+        assert piped.returncode == 0 and len(piped.stderr.splitlines()) == 1, piped.stderr
+    # A checkout whose .gitignore lacks the export folder: the fix is the rule.
+    (project.root / ".gitignore").write_text("private/\n")
+    bare = export_user(project, "alpha", "alfy", "--output", str(project.root / "exports" / "alfy.json"))
+    assert bare.returncode == 0 and bare.stderr.decode().splitlines()[1] == (
+        "warning: exports/alfy.json holds personal data and git does not ignore it; add exports/ to .gitignore")
+
+
+def test_outside_git_an_export_in_the_project_needs_no_warning(alpha_env) -> None:
+    _, project = alpha_env  # the test projects are no git checkouts: nothing there can be committed
+    out = project.root / "private" / "no-git.json"
+    with open(out, "wb") as stdout:
+        result = subprocess.run([sys.executable, "scripts/export_user_data.py", "--username", "alfy", "--env", "alpha"],
+                                cwd=REPO, env=cli_env(project), stdout=stdout, stderr=subprocess.PIPE, text=True)
+    out.unlink()
+    assert result.returncode == 0 and len(result.stderr.splitlines()) == 1 and "warning" not in result.stderr
+
+
+def test_an_export_to_a_terminal_is_refused_naming_the_export_folder(alpha_env) -> None:
+    import pexpect
+
+    _, project = alpha_env
+    child = pexpect.spawn(sys.executable, ["scripts/export_user_data.py", "--username", "alfy", "--env", "alpha"],
+                          cwd=str(REPO), env=cli_env(project), encoding="utf-8", timeout=60)
+    try:
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 2
+    assert child.before.strip() == ("error: the export holds personal data; pass --output exports/alfy.json "
+                                    "(git-ignored, private) or redirect it to a file (> FILE)")

@@ -120,3 +120,61 @@ def test_a_key_given_twice_is_refused_in_data_files_and_exports(tmp_path: Path) 
         b',\n "checksum"', b',\n "payload": {"user": {}, "preferences": {}},\n "checksum"')
     with pytest.raises(documents.UserDataError, match="gives the key payload twice"):
         documents.parse_export(twice, "doc.json")
+
+
+# --- the original product's data file: a bare object of preferences ---------------------------
+
+#: The shape of the original Piper Morgan product's personal data (fake values).
+ORIGINAL = {"q4_goals": ["fake goal one", {"due": "2000-12-31", "done": False}], "projects": {"fake-one": {"n": 1.5}},
+            "team": ["Fake Tester"]}
+
+
+def test_a_bare_object_of_preferences_is_read_for_the_user_asked_and_names_no_one(tmp_path: Path) -> None:
+    path = _write(tmp_path, ORIGINAL)
+    loaded = documents.load_personal_data(path, "fake.user")
+    assert loaded.preferences == ORIGINAL and loaded.username == "fake.user" and not loaded.names_user
+    assert loaded.display_name is None and loaded.learning_data is None
+    assert loaded.sha256 == documents.sha256_hex(path.read_bytes())
+    # The envelope is still the format that names its owner; it is unchanged.
+    envelope = documents.load_personal_data(_write(tmp_path, GOOD), "fake.user")
+    assert envelope.names_user and envelope.username == "fake.user" and envelope.preferences == {"tone": "plain"}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"team": ["a", {"b": "x\u0000y"}]}, "$.team[1].b holds a NUL character"),
+        ({"ok": 1, "bad\u0000key": 1}, "$ has a key with a NUL character"),
+        ('{"team": "\\udfff"}', "$.team holds a lone surrogate"),
+        ('{"q4_goals": 1, "team": [], "q4_goals": 2}', "gives the key q4_goals twice"),
+        ('{"n": 1e999999}', "too large"),
+        ('{"n": NaN}', "NaN"),
+        ({}, "is an empty JSON object: no preferences to migrate"),
+        ({"username": "fake.user", "preferences": {"tone": "plain"}}, "has $.username but no $.piper_personal_data"),
+        ({"preferences": {"tone": "plain"}}, "has $.preferences but no $.piper_personal_data"),
+        ({"format": "piper-user-export", "payload": {}}, "is a piper-ops user export, not a personal-data file; import"),
+        ('"just text"', "$ must be a JSON object: a personal-data file"),
+        ('{"team": ["Fake', "cut short"),
+    ],
+)
+def test_a_bad_bare_object_is_one_error_naming_the_json_path(tmp_path: Path, document: object, message: str) -> None:
+    with pytest.raises(UserDataError) as caught:
+        documents.load_personal_data(_write(tmp_path, document), "fake.user")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_bare_object_nested_too_deep_is_refused_like_an_envelope(tmp_path: Path) -> None:
+    deep: object = "leaf"
+    for _ in range(documents.MAX_DEPTH + 1):
+        deep = {"k": deep}
+    with pytest.raises(UserDataError, match=r"^\S+: \$(\.k)+ nests deeper than 200 levels"):
+        documents.load_personal_data(_write(tmp_path, {"k": deep}), "fake.user")
+    with pytest.raises(UserDataError, match="nests too deeply to read"):
+        documents.load_personal_data(_write(tmp_path, '{"k": ' + "[" * 100_000 + "]" * 100_000 + "}"), "fake.user")
+
+
+def test_shown_keys_are_sorted_quoted_when_odd_and_cut_short_when_many() -> None:
+    assert documents.shown_keys(["team", "q4_goals", "projects"]) == "projects, q4_goals, team"
+    assert documents.shown_keys(["a,b", "line\nbreak", " pad", ""]) == '"", " pad", "a,b", "line\\nbreak"'
+    assert documents.shown_keys([f"k{i:02}" for i in range(15)], limit=3) == "k00, k01, k02 and 12 more"
+    assert documents.shown_keys(["x" * 100]) == "x" * 57 + "..."

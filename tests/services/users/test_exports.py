@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,58 @@ def test_a_hosted_export_goes_through_the_driver_over_tls(production_env, tmp_pa
     assert set(document.user) == set(store.EXPORTED_FIELDS["users"])  # never the password hash
     assert query(profile, project, "SELECT environment, checksum FROM user_data_events WHERE username = %s AND "
                                    "event = 'export'", (name,)) == [("production", checksum)]
+
+
+def test_what_git_would_track_and_the_file_standard_output_is(tmp_path) -> None:
+    import os
+    import subprocess
+
+    from services.project import Project
+
+    project = Project(tmp_path / "checkout")
+    project.root.mkdir()
+    assert exports.trackable_destination(project, project.root / "a.json") is None  # no git: nothing to commit it
+    subprocess.run(["git", "init", "-q", str(project.root)], check=True)
+    (project.root / ".gitignore").write_text("exports/\nprivate/\n")
+    assert exports.trackable_destination(project, project.root / "a.json") == Path("a.json")
+    assert exports.trackable_destination(project, project.root / "deep" / "b.json") == Path("deep/b.json")
+    for ignored in ("exports/a.json", "private/x/a.json", ".git/a.json"):
+        assert exports.trackable_destination(project, project.root / ignored) is None, ignored
+    assert exports.trackable_destination(project, tmp_path / "outside.json") is None
+    assert exports.trackable_destination(project, None) is None
+    (project.root / "link").symlink_to(tmp_path)  # a path through a link counts where it leads
+    assert exports.trackable_destination(project, project.root / "link" / "outside.json") is None
+    assert exports.is_in_export_folder(project, project.root / "exports" / "u.json")
+    assert not exports.is_in_export_folder(project, project.root / "exports" / "sub" / "u.json")
+    assert exports.export_folder(project) == project.root / "exports"
+    assert (project.root / "exports").stat().st_mode & 0o777 == 0o700
+    # The file open on a descriptor: a regular file is found; a pipe or a device is none.
+    with open(project.root / "out.json", "wb") as handle:
+        assert exports.open_file_path(handle.fileno()) == project.root / "out.json"
+    read, write = os.pipe()
+    try:
+        assert exports.open_file_path(write) is None
+    finally:
+        os.close(read)
+        os.close(write)
+    with open(os.devnull, "wb") as null:
+        assert exports.open_file_path(null.fileno()) is None
+    assert exports.open_file_path(9999) is None  # no such descriptor
+
+
+def test_an_export_folder_that_links_elsewhere_is_used_as_it_is(tmp_path) -> None:
+    from services.errors import UsageError
+    from services.project import Project
+
+    project = Project(tmp_path / "checkout")
+    project.root.mkdir()
+    own = tmp_path / "my-exports"
+    own.mkdir(mode=0o750)
+    own.chmod(0o750)
+    (project.root / "exports").symlink_to(own)
+    assert exports.export_folder(project) == project.root / "exports"
+    assert own.stat().st_mode & 0o777 == 0o750  # a directory outside the project keeps its mode
+    (project.root / "exports").unlink()
+    (project.root / "exports").write_text("a file")
+    with pytest.raises(UsageError, match="exports is not a directory, so it cannot be the export folder"):
+        exports.export_folder(project)

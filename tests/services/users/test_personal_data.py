@@ -85,3 +85,50 @@ def test_someone_elses_file_or_user_is_refused_and_nothing_changes(alpha_env, tm
         personal_data.migrate_personal_data(profile, project, "fake.nobody", _file(tmp_path / "n.json", "fake.nobody", {}))
     assert query(profile, project, "SELECT preferences FROM alpha_users WHERE username = %s", (name,)) == [({},)]
     assert _migrations(profile, project, name) == []
+
+
+# --- the original product's bare object of preferences ------------------------------------------
+
+
+def test_a_bare_object_names_no_user_so_it_needs_confirmation_then_migrates_once(alpha_env, tmp_path) -> None:
+    from services.errors import ConfirmationRequired
+
+    profile, project = alpha_env
+    name = _user(profile, project)
+    set_preferences(profile, project, name, {"team": ["kept"], "kept": True})
+    data = tmp_path / "original.json"
+    data.write_text(json.dumps({"q4_goals": ["fake goal"], "projects": {"fake-one": {"n": 1}}, "team": ["Fake Tester"]}))
+    with pytest.raises(ConfirmationRequired, match=f"original.json is a bare object of preferences and names no user; "
+                                                   f"confirm that it is {name}'s"):
+        personal_data.migrate_personal_data(profile, project, name, data)
+    assert query(profile, project, "SELECT preferences FROM alpha_users WHERE username = %s", (name,)) == [
+        ({"team": ["kept"], "kept": True},)]
+    assert _migrations(profile, project, name) == []
+    # A dry run writes nothing: it needs no confirmation, and says whose the file is not.
+    plan = personal_data.migrate_personal_data(profile, project, name, data, dry_run=True)
+    assert not plan.applied and not plan.names_user
+    assert plan.changes == {"added": ["projects", "q4_goals"], "changed": ["team"], "removed": []}
+    # Confirmed (what --yes or the question gives): merged as usual, recorded with the file's checksum.
+    loaded = personal_data.load_data_file(profile, project, name, data)
+    done = personal_data.migrate_personal_data(profile, project, name, loaded, confirmed=True)
+    assert done.applied and not done.names_user and done.checksum == documents.sha256_hex(data.read_bytes())
+    assert query(profile, project, "SELECT preferences FROM alpha_users WHERE username = %s", (name,)) == [
+        ({"q4_goals": ["fake goal"], "projects": {"fake-one": {"n": 1}}, "team": ["Fake Tester"], "kept": True},)]
+    assert query(profile, project, "SELECT source, checksum, details->'names_user' FROM user_data_events "
+                                   "WHERE event = 'migrate' AND username = %s", (name,)) == [
+        ("original.json", done.checksum, False)]
+    # Idempotent by checksum: the same file again changes nothing, confirmed or not.
+    again = personal_data.migrate_personal_data(profile, project, name, data)
+    assert not again.applied and again.already_applied_at is not None
+    assert len(_migrations(profile, project, name)) == 1
+
+
+def test_a_file_read_for_one_user_is_not_migrated_into_another(alpha_env, tmp_path) -> None:
+    profile, project = alpha_env
+    name, other = _user(profile, project), _user(profile, project)
+    data = tmp_path / "original.json"
+    data.write_text(json.dumps({"team": ["Fake Tester"]}))
+    loaded = personal_data.load_data_file(profile, project, name, data)
+    with pytest.raises(UsageError, match=f"was read for user '{name}', not '{other}'"):
+        personal_data.migrate_personal_data(profile, project, other, loaded, confirmed=True)
+    assert query(profile, project, "SELECT preferences FROM alpha_users WHERE username = %s", (other,)) == [({},)]
