@@ -24,7 +24,7 @@ WORDS = ("the of and to in is for on that with as by this be are from at or it a
          "evaluate relevant configuration assistant capabilities integration fallback behaviour user data model "
          "response system calendar project task review version 2024 3.11 release notes context memory summary "
          "valid evaluation Vancouver avatar private dragonfly Christianity xianxia").split()
-TERMS = ("christian", "xian", "VA", "DRAGONS")  # environments/dev.yaml's terms, the ADR's grep words
+TERMS = ("christian", "xian", "VA", "DRAGONS")  # the ADR's grep words, any case as in environments/dev.yaml
 PROFILE = """name: bench
 branch: main
 default_user: {username: bench, email: bench@example.invalid}
@@ -33,8 +33,8 @@ audit:
   terms:
     - {term: christian, kind: name}
     - {term: xian, kind: username}
-    - {term: VA, kind: organisation, case_sensitive: true}
-    - {term: DRAGONS, kind: organisation, case_sensitive: true}
+    - {term: VA, kind: organisation}
+    - {term: DRAGONS, kind: organisation}
 """
 
 

@@ -1,11 +1,10 @@
 """The personal-data audit of shared files: rules, scanning, redaction, allowlist, report data.
 
 Why this passes where ADR-040's `grep -i "christian\\|xian\\|VA\\|DRAGONS"` fails: grep -i looks for
-the letters anywhere and in any case, so "VA" matches inside "Available", "Privacy", "evaluate"
-and "relevant", and no English document can pass. Here every rule matches whole words only (no
-letter, digit or underscore, ASCII or not, on either side) and each term says whether its case
-matters: VA is case-sensitive (an organisation's acronym), christian is not (a name at the start
-of a sentence is capitalised). "VA", "VA's", "(VA)" and "xian@..." are words; "Available" is not.
+the letters anywhere, so "VA" matches inside "Available", "Privacy", "evaluate" and "relevant", and
+no English document can pass. Here every rule matches whole words only (no letter, digit or
+underscore, ASCII or not, on either side), in any case unless the term says it is case-sensitive:
+"VA", "va portal", "VA's", "(VA)" and "xian@..." are words; "Available" and "xiangqi" are not.
 
 Nothing in this package prints; findings never carry the matched text, only a redaction
 (`C********`) and a sha256 of the normalised match, which is also the allowlist's key.
@@ -28,14 +27,28 @@ from __future__ import annotations
 
 from services.audit.allowlist import ALLOWLIST_PATH, AllowEntry, load_allowlist
 from services.audit.reports import report_json, report_sarif
-from services.audit.rules import TERM_KINDS, Rule, RuleSet, build_rules, load_rules, match_digest, redact, term_rules
+from services.audit.rules import (
+    DETECTORS,
+    RULES_FILE,
+    TERM_KINDS,
+    Rule,
+    RuleSet,
+    build_rules,
+    load_rules,
+    match_digest,
+    parse_terms,
+    redact,
+    term_rules,
+)
 from services.audit.runner import AuditReport, audit_content, run_audit
 from services.audit.scanner import Finding, Scanner
 from services.audit.targets import (
     PIPER_MD,
     PIPER_MD_PATTERNS,
     ScanTarget,
+    git_root,
     history_targets,
+    hook_targets,
     path_targets,
     piper_md_targets,
     staged_targets,
@@ -44,8 +57,10 @@ from services.audit.targets import (
 
 __all__ = [
     "ALLOWLIST_PATH",
+    "DETECTORS",
     "PIPER_MD",
     "PIPER_MD_PATTERNS",
+    "RULES_FILE",
     "TERM_KINDS",
     "AllowEntry",
     "AuditReport",
@@ -56,10 +71,13 @@ __all__ = [
     "Scanner",
     "audit_content",
     "build_rules",
+    "git_root",
     "history_targets",
+    "hook_targets",
     "load_allowlist",
     "load_rules",
     "match_digest",
+    "parse_terms",
     "path_targets",
     "piper_md_targets",
     "redact",

@@ -1,4 +1,8 @@
-"""The allowlist: findings accepted by rule id and the sha256 of the match, never by its text."""
+"""The allowlist: findings accepted by rule id and the sha256 of the match, never by its text.
+
+Its `fixtures` list names the paths (globs) of fake documents, such as the tests' corpus: an export
+document or personal-data file there is not a finding. Everywhere else one is, whatever its name.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +27,13 @@ class AllowEntry:
     sha256: str
     paths: tuple[str, ...] = ()
     reason: str = ""
+    #: A fixture entry (`fixtures:` in the file): every document finding (an export or a personal-data
+    #: file) in its paths is accepted, whatever its rule and hash: fake documents for the tests.
+    fixture: bool = False
 
-    def covers(self, rule: str, digest: str, path: str) -> bool:
+    def covers(self, rule: str, digest: str, path: str, kind: str = "") -> bool:
+        if self.fixture:
+            return kind == "document" and any(fnmatch.fnmatch(label_path(path), p) for p in self.paths)
         if rule != self.rule or digest != self.sha256:
             return False
         plain = label_path(path)
@@ -46,9 +55,14 @@ def load_allowlist(path: Path, *, required: bool = False) -> tuple[AllowEntry, .
         raise AuditError(str(exc)) from None
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise AuditError(f"{path}: cannot be read as YAML ({type(exc).__name__}); fix the allowlist") from None
-    items = raw.get("allow", []) if isinstance(raw, dict) else None
-    if not isinstance(items, list):
-        raise AuditError(f"{path}: must be a mapping with an 'allow' list; fix the allowlist")
+    items = (raw.get("allow") or []) if isinstance(raw, dict) else None
+    fixtures = (raw.get("fixtures") or []) if isinstance(raw, dict) else None
+    if not isinstance(items, list) or set(raw) - {"allow", "fixtures"}:
+        raise AuditError(f"{path}: must be a mapping with an 'allow' list (and optionally 'fixtures'); "
+                         "fix the allowlist")
+    if not isinstance(fixtures, list) or not all(isinstance(p, str) and p.strip() for p in fixtures):
+        raise AuditError(f"{path}: fixtures must be a list of glob patterns (paths of fake documents); "
+                         "fix the allowlist")
     entries = []
     for index, item in enumerate(items):
         where = f"{path}: allow[{index}]"
@@ -60,5 +74,7 @@ def load_allowlist(path: Path, *, required: bool = False) -> tuple[AllowEntry, .
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise AuditError(f"{where}: paths must be a list of glob patterns")
         entries.append(AllowEntry(rule, digest, tuple(paths), str(item.get("reason", ""))))
+    if fixtures:
+        entries.append(AllowEntry("", "", tuple(fixtures), "fake documents", fixture=True))
     return tuple(entries)
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO, Union
 
 from services.audit.allowlist import AllowEntry
 from services.audit.rules import Rule, RuleSet
-from services.audit.scanner import BinaryFile, Finding, Scanner
+from services.audit.scanner import BinaryFile, Finding, Scanner, drop_unframed_documents
 from services.audit.targets import ScanTarget
 from services.errors import AuditError
 
@@ -37,6 +37,8 @@ SEGMENT_BYTES = 16 << 20
 PARALLEL_BYTES = 8 << 20
 #: What a git-tracked file counts for in that decision: its size is only learnt when a worker opens it.
 _TRACKED_FILE_BYTES = 4096
+#: Bytes of a file's start that tell a JSON document (an export, a personal-data file) from code or prose.
+_HEAD = 4096
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,12 @@ def run_audit(targets: Iterable[ScanTarget], rules: RuleSet, allowlist: Sequence
             if job.start + start < last_end.get(index, 0):
                 continue
             last_end[index] = job.start + end
-            found.append(replace(finding, line=finding.line + line_offset) if line_offset else finding)
+            found.append(replace(finding, line=finding.line + line_offset, end_line=finding.end_line + line_offset)
+                         if line_offset else finding)
         line_offset += outcome.newlines
     findings, allowed = [], []
     for finding in found:
-        if any(entry.covers(finding.rule, finding.sha256, finding.path) for entry in allowlist):
+        if any(entry.covers(finding.rule, finding.sha256, finding.path, finding.kind) for entry in allowlist):
             allowed.append(finding)
         else:
             findings.append(finding)
@@ -267,11 +270,16 @@ def _scan_segment(scanner: Scanner, segment: _Segment) -> _Outcome:
             length = None if segment.end is None else segment.end - segment.start
             region = scanner.scan_region(stream, segment.label, length,
                                          check_binary=segment.start == 0 and not segment.text)
+            hits = region.hits
+            if any(f.kind == "document" for _, _, _, f in hits):
+                head = os.pread(stream.fileno(), _HEAD, 0)
+                kept = set(map(id, drop_unframed_documents([f for _, _, _, f in hits], {segment.label: head})))
+                hits = [hit for hit in hits if id(hit[3]) in kept]
     except BinaryFile:
         return _Outcome(skipped=[segment.label])
     except OSError as exc:
         raise _unreadable(segment.label, exc) from None
-    return _Outcome(scanned=[segment.label] if segment.start == 0 else [], hits=region.hits, newlines=region.newlines)
+    return _Outcome(scanned=[segment.label] if segment.start == 0 else [], hits=hits, newlines=region.newlines)
 
 
 def _scan_batch(scanner: Scanner, batch: _Batch) -> _Outcome:
@@ -282,7 +290,10 @@ def _scan_batch(scanner: Scanner, batch: _Batch) -> _Outcome:
     def flush() -> None:
         nonlocal pending, size
         if pending:
-            outcome.findings.extend(scanner.scan_buffers(pending))
+            found = scanner.scan_buffers(pending)
+            if any(f.kind == "document" for f in found):
+                found = drop_unframed_documents(found, {label: content[:_HEAD] for label, content in pending})
+            outcome.findings.extend(found)
             pending, size = [], 0
 
     for target in batch.targets:
@@ -296,7 +307,10 @@ def _scan_batch(scanner: Scanner, batch: _Batch) -> _Outcome:
                 with stream:
                     if os.fstat(stream.fileno()).st_size > BATCH_BYTES // 4:
                         flush()
-                        outcome.findings.extend(scanner.scan_stream(stream, target.label, check_binary=not target.text))
+                        found = list(scanner.scan_stream(stream, target.label, check_binary=not target.text))
+                        if any(f.kind == "document" for f in found):
+                            found = drop_unframed_documents(found, {target.label: os.pread(stream.fileno(), _HEAD, 0)})
+                        outcome.findings.extend(found)
                         outcome.scanned.append(target.label)
                         continue
                     content = stream.read()

@@ -12,6 +12,7 @@ inside the pattern for ASCII and in Python, for the rare candidates, for non-ASC
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ class Finding:
     kind: str
     redacted: str
     sha256: str
+    #: Where the match ends: the line of its last character and the column just after it.
+    end_line: int = 0
+    end_column: int = 0
 
 
 class _Pattern:
@@ -84,7 +88,17 @@ class Scanner:
         self._patterns: list[_Pattern] = []
         for rule in self.rules:
             if rule.term:
-                self._patterns.append(_Pattern(rule, _term_regex(rule), not rule.case_sensitive, _check_word))
+                check = _check_word
+                if not rule.case_sensitive and any("0" <= ch <= "9" for ch in rule.term):
+                    # The lowered copy turns every digit into 0 (for the phone patterns): "R2" must not find "R7".
+                    check = functools.partial(_check_digits, bytes(b for b in rule.term.encode() if 0x30 <= b <= 0x39))
+                self._patterns.append(_Pattern(rule, _term_regex(rule), not rule.case_sensitive, check))
+            elif rule.id == "export-document":
+                regex = re.compile(rb'"format"\s{0,64}:\s{0,64}"piper-user-export"')
+                self._patterns.append(_Pattern(rule, regex, False, _check_any, b'"format"'))
+            elif rule.id == "personal-data-file":
+                self._patterns.append(_Pattern(rule, re.compile(rb'"piper_personal_data"\s{0,64}:'), False,
+                                               _check_any, b'"piper_personal_data"'))
             elif rule.id == "email-address":
                 regex = re.compile(rb"@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}")
                 self._patterns.append(_Pattern(rule, regex, False, _check_email, b"@"))
@@ -197,7 +211,24 @@ class BinaryFile(Exception):
 
 def _finding(rule: Rule, raw: bytes, label: str, line: int, column: int) -> Finding:
     text = raw.decode("utf-8", "replace")
-    return Finding(label, line, column, rule.id, rule.kind, redact(text), match_digest(rule, text))
+    newline = raw.rfind(b"\n")
+    end_line = line + raw.count(b"\n")
+    end_column = (column + _chars(raw)) if newline < 0 else _chars(raw[newline + 1:]) + 1
+    return Finding(label, line, column, rule.id, rule.kind, redact(text), match_digest(rule, text), end_line,
+                   end_column)
+
+
+def opens_json_object(head: bytes) -> bool:
+    """Is this the start of a JSON object (after a byte-order mark and white space)? What a document is."""
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")[:1] == b"{"
+
+
+def drop_unframed_documents(findings: list[Finding], heads: dict[str, bytes]) -> list[Finding]:
+    """Return findings without the document markers of files that are not JSON objects (code, prose).
+
+    `heads` holds the first bytes of each file by label; a label not there keeps its findings.
+    """
+    return [f for f in findings if f.kind != "document" or f.path not in heads or opens_json_object(heads[f.path])]
 
 
 def _chars(raw: bytes) -> int:
@@ -268,6 +299,16 @@ def _check_word(buf: bytes, start: int, end: int) -> tuple[int, int] | None:
     if _is_word_at(buf, start, True) or _is_word_at(buf, end, False):
         return None
     return start, end
+
+
+def _check_any(buf: bytes, start: int, end: int) -> tuple[int, int] | None:
+    return start, end
+
+
+def _check_digits(digits: bytes, buf: bytes, start: int, end: int) -> tuple[int, int] | None:
+    if bytes(b for b in buf[start:end] if 0x30 <= b <= 0x39) != digits:
+        return None
+    return _check_word(buf, start, end)
 
 
 def _check_email(buf: bytes, at: int, end: int) -> tuple[int, int] | None:

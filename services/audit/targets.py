@@ -55,14 +55,56 @@ def piper_md_targets(project: Project) -> list[ScanTarget]:
 
 
 def path_targets(project: Project, paths: Iterable[str]) -> list[ScanTarget]:
-    """Return targets for files named on the command line (relative to the current directory)."""
+    """Return targets for files named on the command line (relative to the current directory).
+
+    Labels are relative to the project's root (what --all and SARIF show), or absolute outside it.
+    """
     targets = []
     for name in paths:
         path = Path(name)
         if not path.exists():
             raise AuditError(f"{name}: no such file; check the path")
-        targets.append(ScanTarget(name, path))
+        targets.append(ScanTarget(root_label(project, name), path))
     return targets
+
+
+def hook_targets(project: Project, rules: RuleSet, paths: Iterable[str]) -> list[ScanTarget]:
+    """Return targets for the files pre-commit passes: its staged files on a commit, every tracked one with --all-files.
+
+    pre-commit runs a hook from the repository's root with unstaged changes stashed, so the working
+    tree holds what is being committed. The files that define the rules are skipped (they hold the
+    terms), and so are symlinks, directories and paths that are gone, as with --all.
+    """
+    skip = {root_label(project, str(source)) for source in rules.sources}
+    # pre-commit passes plain paths relative to the root it runs in: no per-file path arithmetic then.
+    at_root = os.getcwd() in (str(project.root), os.path.realpath(project.root)) and os.sep == "/"
+    targets = []
+    for name in paths:
+        plain = at_root and not name.startswith(("/", "./", "../")) and "/../" not in name
+        label = name if plain else root_label(project, name)
+        if label not in skip:
+            targets.append(ScanTarget(label, name, tracked=True))
+    return targets
+
+
+def root_label(project: Project, name: str) -> str:
+    """Return a path named relative to the current directory as a label: relative to the project root, POSIX."""
+    full = os.path.abspath(name)
+    for root in (str(project.root), os.path.realpath(project.root)):
+        relative = os.path.relpath(full, root)
+        if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
+            return Path(relative).as_posix()
+    return Path(full).as_posix()
+
+
+def git_root(start: Path) -> Path:
+    """Return the top level of the git repository holding start (start itself outside git, or without git)."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True, check=False)
+    except OSError:
+        return start.resolve()
+    top = result.stdout.decode("utf-8", "surrogateescape").strip()
+    return Path(top).resolve() if result.returncode == 0 and top else start.resolve()
 
 
 def tracked_targets(project: Project, rules: RuleSet) -> list[ScanTarget]:

@@ -87,9 +87,7 @@ def test_subprocess_staged_as_the_pre_commit_hook_runs_it(root: Path) -> None:
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     (root / "config" / "PIPER.md").write_text("by Zanzibar Quuxley\n")
     subprocess.run(["git", "add", "config/PIPER.md"], cwd=root, check=True)
-    hook = (CODE_ROOT / ".pre-commit-hooks.yaml").read_text()
-    assert "entry: python scripts/audit_piper_md.py --staged" in hook
-    result = _run(root, "--staged")
+    result = _run(root, "--staged")  # the documented local form of the hook before --hook
     assert result.returncode == 1 and ":config/PIPER.md:1:4:" in result.stdout
 
 
@@ -118,3 +116,43 @@ def test_a_nul_byte_does_not_hide_personal_data_in_piper_md(root: Path, capsys: 
     assert "config/PIPER.md:2:5: username-" in capsys.readouterr().out
     assert backup_config.main([]) == 1  # and no backup in config/ copies it
     assert not list((root / "config").glob("PIPER.md.backup-*"))
+
+
+def test_hook_audits_the_files_given_in_the_repository_of_the_current_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = tmp_path / "other"
+    (repo / "docs").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / ".piper-audit.yaml").write_text("terms: [Zanzibar Quuxley]\n")
+    (repo / "docs" / "a.md").write_text("by zanzibar quuxley\n")
+    (repo / "docs" / "link.md").symlink_to(tmp_path)  # a symlink is not followed
+    monkeypatch.setenv("PIPER_ROOT", str(tmp_path / "not-this"))  # the hook audits the repository, not $PIPER_ROOT
+    monkeypatch.chdir(repo / "docs")
+    assert audit_piper_md.main(["--hook", "a.md", "link.md", "../.piper-audit.yaml"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("docs/a.md:1:4: name-") and "1 finding(s) of personal data in 1 file(s)" in out
+    assert audit_piper_md.main(["--hook"]) == 0  # pre-commit passed no file: nothing to audit, no PIPER.md needed
+    assert "audit: clean; 0 file(s) scanned" in capsys.readouterr().out
+    assert audit_piper_md.main(["--hook", "--terms", "quuxley", "--format", "sarif", "a.md"]) == 1
+    sarif = json.loads(capsys.readouterr().out)
+    assert [r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in sarif["runs"][0]["results"]] \
+        == ["docs/a.md", "docs/a.md"]
+
+
+def test_hook_rules_file_errors_are_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.md").write_text("x\n")
+    assert audit_piper_md.main(["--hook", "--rules", "nope.yaml", "a.md"]) == 2
+    assert capsys.readouterr().err == "error: nope.yaml does not exist; pass the rules file, or leave --rules out\n"
+    assert audit_piper_md.main(["--hook", "--staged"]) == 2
+    assert "--staged" in capsys.readouterr().err
+
+
+def test_hook_console_script_is_declared() -> None:
+    import tomllib
+
+    project = tomllib.loads((CODE_ROOT / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["piper-audit-hook"] == "scripts.audit_piper_md:hook_main"
+    hooks = (CODE_ROOT / ".pre-commit-hooks.yaml").read_text()
+    assert "entry: piper-audit-hook" in hooks and "language: python" in hooks
