@@ -1,6 +1,9 @@
 """Back up config/PIPER.md as config/PIPER.md.backup-YYYYMMDD, then rotate old backups.
 
-    python scripts/backup_config.py [--dry-run] [--list] [--private] [--env NAME]
+    python scripts/backup_config.py [--dry-run] [--list] [--private]
+
+The rotation policy is the project's, in config/backup-policy.yaml (PIPER.md is shared by every
+environment); --env is accepted, as by every command, and changes nothing.
 """
 
 from __future__ import annotations
@@ -24,10 +27,18 @@ def run(args: argparse.Namespace) -> int:
     project = current_project()
     if args.list:
         return _list(project)
-    policy, origin = config_backups.rotation_policy(project, args.env)
+    policy, origin = config_backups.rotation_policy(project)
     result = config_backups.backup_config(project, policy, dry_run=args.dry_run, private=args.private)
     print_result(result, project, policy, origin)
+    note_ignored_env(args)
     return 0
+
+
+def note_ignored_env(args: argparse.Namespace) -> None:
+    """Say, after the result, that --env no longer chooses PIPER.md's rotation (it did before issue 13)."""
+    if getattr(args, "env", None):
+        print(f"note: --env {args.env} does not change the rotation of PIPER.md backups: PIPER.md is shared, its "
+              f"policy is config/{config_backups.POLICY_FILE}'s")
 
 
 def print_result(result: config_backups.BackupResult, project: Project, policy: Rotation, origin: str) -> None:

@@ -21,16 +21,18 @@ from pathlib import Path
 from services import audit
 from services.errors import PersonalDataRefused, PiperError, UsageError
 from services.files import fsync_directory, read_regular_file, sweep_partials, write_atomic
-from services.profiles import Rotation, load_profile, profile_names
-from services.project import Project, select_environment
-from services.rotation import RotationPlan, plan_rotation
+from services.project import Project
+from services.rotation import Rotation, RotationPlan, plan_rotation, policy_from_mapping
 
 BACKUP_NAME = re.compile(r"PIPER\.md\.backup-(\d{8})(?:-(\d{6}))?")
 PRIVATE_DIR = "private/config-backups"
 #: More than a PIPER.md could reasonably hold: a bigger file is not the right one (and reads are bounded).
 MAX_BYTES = 16 << 20
-#: The rotation used when no environment is selected (the profiles' own defaults).
+#: The rotation used when the project has no config/backup-policy.yaml.
 DEFAULT_ROTATION = Rotation()
+#: The project's one rotation policy for PIPER.md backups, in config/ (tracked: shared like PIPER.md).
+POLICY_FILE = "backup-policy.yaml"
+MAX_POLICY_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -69,16 +71,26 @@ class RestoreResult:
     backup_of_current: BackupResult | None
 
 
-def rotation_policy(project: Project, env: str | None) -> tuple[Rotation, str]:
-    """Return the rotation policy for PIPER.md backups and where it came from.
+def rotation_policy(project: Project, env: str | None = None) -> tuple[Rotation, str]:
+    """Return the project's rotation policy for PIPER.md backups and where it came from.
 
-    That is the selected environment's `backups:` policy, or the default when none is selected.
+    PIPER.md is shared by every environment, so its policy is the project's: config/backup-policy.yaml
+    (tracked in git), or the built-in default when the project has none. `env` is accepted and
+    ignored (backup-config --env used to choose the selected environment's policy).
     """
+    path = project.config_dir / POLICY_FILE
+    if not path.exists() and not path.is_symlink():
+        return DEFAULT_ROTATION, f"default; config/{POLICY_FILE} not found"
+    import yaml
+
+    def fail(key: str, problem: str) -> None:
+        raise UsageError(f"config/{POLICY_FILE}: key '{key}' {problem}; fix the file (see docs/BACKUPS.md)")
+
     try:
-        name = select_environment(env, project, profile_names(project))
-    except UsageError:
-        return DEFAULT_ROTATION, "default, no environment selected"
-    return load_profile(name, project).backups, f"profile {name}"
+        raw = yaml.safe_load(read_regular_file(path, MAX_POLICY_BYTES, what="backup policy", allow_link=False))
+    except yaml.YAMLError:
+        raise UsageError(f"config/{POLICY_FILE} is not valid YAML; fix the syntax (see docs/BACKUPS.md)") from None
+    return policy_from_mapping({} if raw is None else raw, fail), f"config/{POLICY_FILE}"
 
 
 def list_backups(project: Project, *, private: bool = False) -> list[Backup]:

@@ -51,7 +51,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from scripts import create_test_alpha_user
-from services import credentials, envfile, migrations
+from services import credentials, db_backups, envfile, migrations
 from services.database import connection, schema
 from services.database.connection import Target
 from services.errors import PiperError
@@ -469,7 +469,7 @@ def kill_server(profile: Profile, project: Project) -> None:
 #: What a killed run may leave for the next one to remove, and nothing may leave for good.
 LEFTOVERS = ("*.partial", ".pgpass*", ".*.deleting-*", ".*.initdb-*", ".*.link-*")
 #: Parts of a project that are public by design (tracked in git).
-_PUBLIC = ("environments", "config")
+_PUBLIC = ("environments", "config", "alembic.ini")
 
 
 def _homes(project: Project) -> list[Path]:
@@ -552,6 +552,8 @@ def exposed(project: Project) -> list[Path]:
         # Another account enters only directories open to it; what lies below a closed one is out of reach.
         dirnames[:] = [d for d in dirnames if os.lstat(dirpath / d).st_mode & 0o001]
         for name in filenames:
+            if dirpath == project.root and name in _PUBLIC:
+                continue  # alembic.ini: the project's own, tracked
             info = os.lstat(dirpath / name)
             if stat.S_ISREG(info.st_mode) and info.st_mode & 0o004:
                 found.append(dirpath / name)
@@ -1158,6 +1160,90 @@ def test_db_restore_killed_in_its_transaction_leaves_the_database_as_it_was(fres
     again = run_cli(restore_cli(archive), project)
     assert again.returncode == 0, again.stderr
     check_environment(profile, project, ["tester123"])
+    check_clean(project, known)
+
+
+# --- db-backup --verify-restore and the automatic backup (issue 13) ---------------------------------
+
+
+def scratch_exists(profile: Profile, project: Project) -> bool:
+    with connection.connect(admin(profile, project, "postgres")) as conn:
+        return conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
+                            (db_backups.scratch_name(profile),)).fetchone() == (1,)
+
+
+def records(project: Project, env: str = "tester") -> list[Path]:
+    return sorted((project.root / "backups" / env).glob("*.json"))
+
+
+@pytest.mark.parametrize("next_run", ["verify-restore", "db-backup"])
+def test_verify_restore_killed_in_its_restore_leaves_a_scratch_database_the_next_run_drops(
+        fresh_tester, next_run: str) -> None:
+    profile, project = fresh_tester
+    taken = run_cli([*INVOKE, "db-backup", "--env", "tester"], project)
+    assert taken.returncode == 0, taken.stderr
+    [archive] = dumps(project)
+    known = secrets(project)
+    scratch = db_backups.scratch_name(profile)
+    # Stopped as it is about to start psql on the scratch database; the test then locks that database's default
+    # privileges, so the restore's transaction waits at ALTER DEFAULT PRIVILEGES, and is killed there.
+    # (The client password file is made just before psql starts, once pg_restore runs and the scratch database exists.)
+    before = at_step("psql about to start on the scratch database", ("open", ".pgpass.", 1))
+    point = waiting_at("ALTER DEFAULT PRIVILEGES", lambda: admin(profile, project, scratch), before=before,
+                       then=lambda: _hold(Lock(lambda: admin(profile, project, scratch),
+                                               "LOCK TABLE pg_catalog.pg_default_acl IN EXCLUSIVE MODE")))
+    kill_at([*INVOKE, "db-backup", "--env", "tester", "--verify-restore"], project, point)
+    _release_held()
+    settle(profile, project)
+    check_after_kill(project, known, profile)
+    assert scratch_exists(profile, project)  # what the kill left: private to the server's roles
+    assert dumps(project) == [archive]
+    check_environment(profile, project, ["tester123"])
+
+    argv = [*INVOKE, "db-backup", "--env", "tester"] + (["--verify-restore"] if next_run == "verify-restore" else [])
+    again = run_cli(argv, project)
+    assert again.returncode == 0, again.stderr
+    if next_run == "verify-restore":
+        assert "dropped the scratch database a killed verification left" in again.stdout
+        assert "restores: 6 tables" in again.stdout
+    assert not scratch_exists(profile, project)
+    check_clean(project, known)
+
+
+def _due_backup_points(profile: Profile, project: Project) -> dict[str, tuple[Lock | None, Point]]:
+    return {
+        # pg_dump of the scheduled backup waits for the table the test holds.
+        "pg_dump": (Lock(owner(profile, project), "LOCK TABLE alpha_users IN ACCESS EXCLUSIVE MODE"),
+                    waiting_at("LOCK TABLE", lambda: admin(profile, project))),
+        # The archive's record has its name; the archive itself is not linked to its name yet.
+        "record-written": (None, at_step("record written", ("os.link", "-scheduled.dump", 2))),
+    }
+
+
+@pytest.mark.parametrize("where", ["pg_dump", "record-written"])
+def test_the_automatic_backup_killed_is_taken_by_the_next_db_start(fresh_tester, where: str) -> None:
+    profile, project = fresh_tester
+    assert profile.backups.auto == "daily" and dumps(project) == []
+    known = secrets(project)
+    lock, point = _due_backup_points(profile, project)[where]
+    argv = [*INVOKE, "db-start", "--env", "tester"]
+    with lock if lock is not None else contextlib.nullcontext():
+        kill_at(argv, project, point)
+    settle(profile, project)
+    left = check_after_kill(project, known, profile)
+    assert dumps(project) == []  # no archive, or a whole one: here none, it was not published
+    assert len(records(project)) == (1 if where == "record-written" else 0)
+    assert [p for p in left if "-scheduled.dump" in p.name]  # its partial archive (0600), for the next run to sweep
+    check_environment(profile, project, ["tester123"])
+
+    again = run_cli(argv, project)
+    assert again.returncode == 0 and "automatic backup (backups.auto: daily)" in again.stdout, again.stderr
+    [archive] = dumps(project)
+    assert archive.name.endswith("-scheduled.dump")
+    check_archive(profile, project, archive, ["tester123"])
+    assert records(project) == [archive.with_name(archive.name + ".json")]  # the orphan record is gone
+    quiet = run_cli(argv, project)
+    assert quiet.returncode == 0 and "automatic backup" not in quiet.stdout, quiet.stderr
     check_clean(project, known)
 
 

@@ -16,25 +16,53 @@ from tests.support.fakes import config_backup_names
 _backups = config_backup_names
 
 
-def test_backup_without_environment_uses_default_policy(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_backup_without_a_policy_file_uses_the_default(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert backup_config.main([]) == 0
     out = capsys.readouterr().out
-    assert "backed up config/PIPER.md to config/PIPER.md.backup-" in out and "(default, no environment selected)" in out
+    assert "backed up config/PIPER.md to config/PIPER.md.backup-" in out
+    assert "keep_last=10, keep_daily=7, keep_weekly=4 (default; config/backup-policy.yaml not found)" in out
     assert len(_backups(root)) == 1
     assert backup_config.main([]) == 0
     assert "is identical to config/PIPER.md.backup-" in capsys.readouterr().out
     assert len(_backups(root)) == 1
 
 
-def test_dry_run_and_profile_policy(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (root / "config" / "PIPER.md.backup-20240101").write_text("old\n")
+def _policy(root: Path, text: str) -> None:
+    (root / "config" / "backup-policy.yaml").write_text(text)
+
+
+def test_the_policy_is_the_projects_whatever_the_environment(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The fake profile keeps one backup; the project's policy keeps two: the project's counts, --env or not.
+    _policy(root, "keep_last: 2\nkeep_daily: 0\nkeep_weekly: 0\n")
+    for old in ("PIPER.md.backup-20240101", "PIPER.md.backup-20240102"):
+        (root / "config" / old).write_text(f"{old}\n")
     assert backup_config.main(["--env", "fake", "--dry-run"]) == 0
-    out = capsys.readouterr().out
-    assert "would back up" in out and "would remove config/PIPER.md.backup-20240101" in out and "profile fake" in out
-    assert _backups(root) == ["PIPER.md.backup-20240101"]
-    assert backup_config.main(["--env", "fake"]) == 0
+    captured = capsys.readouterr()
+    assert "would back up" in captured.out and "would remove config/PIPER.md.backup-20240101" in captured.out
+    assert "would remove config/PIPER.md.backup-20240102" not in captured.out
+    assert "(config/backup-policy.yaml)" in captured.out
+    assert captured.out.endswith("note: --env fake does not change the rotation of PIPER.md backups: PIPER.md is "
+                                 "shared, its policy is config/backup-policy.yaml's\n") and captured.err == ""
+    assert _backups(root) == ["PIPER.md.backup-20240101", "PIPER.md.backup-20240102"]
+    assert backup_config.main([]) == 0
     assert "remove config/PIPER.md.backup-20240101" in capsys.readouterr().out
-    assert len(_backups(root)) == 1 and _backups(root) != ["PIPER.md.backup-20240101"]
+    assert len(_backups(root)) == 2 and "PIPER.md.backup-20240102" in _backups(root)
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("keep_last: 2\nauto: daily\n", "key 'auto' is unknown; known keys: keep_last, keep_daily, keep_weekly"),
+    ("keep_last: 0\n", "key 'keep_last' must keep at least the newest backup (1 or more)"),
+    ("keep_daily: seven\n", "key 'keep_daily' must be a whole number, not str ('seven')"),
+    ("keep_last: [1\n", "is not valid YAML; fix the syntax"),
+    ("- 1\n", "key '(top level)' must be a mapping"),
+])
+def test_a_wrong_policy_file_is_refused_and_nothing_is_written(root: Path, capsys: pytest.CaptureFixture[str],
+                                                               text: str, problem: str) -> None:
+    _policy(root, text)
+    assert backup_config.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: config/backup-policy.yaml") and problem in err and len(err.splitlines()) == 1
+    assert _backups(root) == []
 
 
 def test_list_shows_dates_and_sizes(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
