@@ -12,8 +12,9 @@ from pathlib import Path
 from scripts._cli import Command, Flag, positive_int
 
 _YES = Flag("yes", "do not ask for confirmation", switch=True)
-#: backup-config's and restore-config's --env: PIPER.md is shared, only the policy is the environment's.
-_POLICY_ENV_HELP = "environment whose rotation policy to use (default: $PIPER_ENV, .env, else the built-in default)"
+#: backup-config's and restore-config's --env: PIPER.md is shared, and so is its rotation (config/backup-policy.yaml).
+_POLICY_ENV_HELP = ("accepted for symmetry with every command and ignored: PIPER.md is shared, its rotation policy is "
+                    "config/backup-policy.yaml's")
 
 # --- an environment as a whole (invoke only) -------------------------------------------------
 
@@ -48,14 +49,26 @@ DB_STOP = Command(name="db-stop", run="scripts._environments:run_db_stop",
 DB_BACKUP = Command(
     name="db-backup", run="scripts._environments:run_db_backup",
     summary="Back up an environment's database (verified pg_dump in backups/<env>/) and rotate old backups.",
-    flags=(Flag("list", "list the environment's backups with their dates and sizes instead", switch=True),),
+    flags=(
+        Flag("list", "list the environment's backups, numbered, with time, size, kind, verification and schema "
+                     "revision instead", switch=True, exclusive="what"),
+        Flag("verify_restore", "restore the newest backup into a scratch database on the same server, compare rows "
+                               "per table and the stamp, then drop it (takes no new backup)", switch=True,
+             exclusive="what"),
+        Flag("format", "custom (a pg_dump archive db-restore reads) or plain (SQL for other tools) (default: custom)",
+             choices=("custom", "plain"), default="custom"),
+    ),
 )
 
 DB_RESTORE = Command(
     name="db-restore", run="scripts._environments:run_db_restore",
     summary="Restore a database backup over an environment, after backing up what is there (asks first).",
     flags=(
-        Flag("file", "the archive to restore (default: the environment's newest backup)", metavar="FILE"),
+        Flag("latest", "restore the newest backup that is not a safety copy (the default)", switch=True,
+             exclusive="which"),
+        Flag("pick", "restore backup number N of `invoke db-backup --list`", parse=positive_int, metavar="N",
+             exclusive="which"),
+        Flag("file", "the archive to restore", metavar="FILE", exclusive="which"),
         Flag("from_env", "accept an archive of this other environment (it is stamped for this one once restored)",
              metavar="ENV"),
         _YES,
@@ -84,6 +97,8 @@ MIGRATE_PERSONAL_DATA = Command(
              metavar="FILE"),
         Flag("skip_migration", "only verify that the user exists and print its id", switch=True),
         Flag("dry_run", "show what would change; write nothing", switch=True),
+        Flag("yes", "do not ask before migrating a data file that names no user (a bare object of preferences) "
+                    "into --username", switch=True),
     ),
 )
 
@@ -93,7 +108,8 @@ EXPORT_USER = Command(
     flags=(
         Flag("username", "the user to export", required=True),
         Flag("keys", "comma-separated top-level preference keys to export (default: all)"),
-        Flag("output", "write to this file (mode 0600) instead of standard output", parse=Path, metavar="FILE"),
+        Flag("output", "write to this file (mode 0600) instead of standard output; exports/U.json is the "
+                       "git-ignored export folder (0700, made on first use)", parse=Path, metavar="FILE"),
     ),
 )
 
@@ -154,6 +170,12 @@ AUDIT_PIPER_MD = Command(
              parse=positive_int, metavar="N"),
         Flag("allowlist", "accepted findings, by rule and sha256 (default: config/audit-allowlist.yaml in the project)",
              metavar="FILE"),
+        Flag("hook", "run as the pre-commit hook: audit the files given (none: clean) in the git repository of the "
+                     "current directory, with its profiles if it has environments/, its .piper-audit.yaml and --terms",
+             switch=True, exclusive="scope"),
+        Flag("rules", "a rules file of terms to look for, as in a profile's audit.terms (default: .piper-audit.yaml "
+                      "in the project, if there)", metavar="FILE"),
+        Flag("terms", "more terms to look for, comma-separated, whole words in any case", metavar="TERM[,TERM...]"),
     ),
     env_help="accepted for symmetry with every command; the audit's rules come from every profile",
 )
@@ -183,21 +205,94 @@ RESTORE_CONFIG = Command(
 )
 
 
+# --- connecting to an environment's database ----------------------------------------------------
+
+_ROLE = Flag("role", "connect as the application role (app, subject to row-level security) or the owner "
+                     "(owner, for admin work) (default: app)", choices=("app", "owner"), default="app")
+
+ENV = Command(
+    name="env", run="scripts._connect:run_env",
+    summary="Print an environment's connection variables (DATABASE_URL, PG*); the password only with --show-password.",
+    flags=(
+        _ROLE,
+        Flag("format", "dotenv (KEY=value), shell (export lines for eval) or json (default: dotenv)",
+             choices=("dotenv", "shell", "json"), default="dotenv"),
+        Flag("show_password", "print the password too (in DATABASE_URL and PGPASSWORD)", switch=True),
+    ),
+)
+
+PSQL = Command(
+    name="psql", run="scripts._connect:run_psql",
+    summary="Open the server's own psql on an environment's database (password through a private file).",
+    flags=(
+        _ROLE,
+        Flag("command", "run this one SQL statement or meta-command and exit, like psql -c (anything after -- "
+                        "goes to psql as it is: invoke psql -- -At -c 'select 1')", metavar="SQL"),
+    ),
+)
+
+
+# --- a new tester's first hour ------------------------------------------------------------------
+
+ONBOARD = Command(
+    name="onboard", run="scripts._onboard:run_onboard",
+    summary="The tester wizard: ask a username, email and data file, set up, create the user, import, "
+            "check isolation.",
+    flags=(
+        Flag("username", "your login name in the environment (asked, default: the profile's default user)"),
+        Flag("email", "your email in the environment (asked, default: derived from the username or the export)"),
+        Flag("data", "a personal-data file or an export (`invoke export-user`) to import (asked)", metavar="FILE",
+             exclusive="data"),
+        Flag("no_import", "import no data (do not ask for a data file)", switch=True, exclusive="data"),
+        Flag("merge", "if you already exist with other data, deep-merge the export into it", switch=True,
+             exclusive="mode"),
+        Flag("replace", "if you already exist with other data, replace it with the export's", switch=True,
+             exclusive="mode"),
+        Flag("allow_branch_mismatch", "go on when the checkout's branch differs from a profile that refuses it",
+             switch=True),
+        Flag("yes", "ask nothing: take the default of every question no flag answers, and consent", switch=True),
+    ),
+    env_help="environment to onboard into (default: tester; not $PIPER_ENV)",
+)
+
+# --- what is wrong with this machine (issue 11 §3) ---------------------------------------------
+
+DOCTOR = Command(
+    name="doctor", run="scripts._doctor:run_doctor",
+    summary="Check the machine, this checkout and an environment; say how to fix what is wrong (exit 1 if any fails).",
+    flags=(
+        Flag("report", "also write a redacted report (Markdown with a JSON block) to paste into a bug", metavar="FILE"),
+        Flag("json", "print the checks as JSON (format piper-doctor-report, not redacted) instead of text",
+             switch=True),
+    ),
+    env_help="environment to check in full (default: $PIPER_ENV, then .env; with none, the machine and each "
+             "environment's basics)",
+)
+
+
 # --- the project's own figures ------------------------------------------------------------------
 
 BENCH = Command(
     name="bench", run="scripts._bench:run_bench", env_help=None,
     summary="Measure every figure of docs/BENCHMARKS.md against its floor and rewrite its latest-run tables.",
     flags=(
-        Flag("only", "comma-separated benchmarks to run: setup, audit, user-data (default: all)"),
+        Flag("only", "comma-separated benchmarks to run, by the names of docs/BENCHMARKS.md's sections "
+             "(default: all; a wrong name lists them)"),
         Flag("runs", "runs per measurement, for the benchmarks that take it (default: theirs)", parse=positive_int,
              metavar="N"),
         Flag("dry_run", "print the tables; leave docs/BENCHMARKS.md as it is", switch=True),
     ),
 )
 
+DOCS = Command(
+    name="docs", run="scripts._docs:run_docs", env_help=None,
+    summary="Regenerate what docs/ derives from the profiles (docs/ENVIRONMENTS.md), without local overrides.",
+    flags=(Flag("check", "change nothing; exit 1 when a generated file is out of date with the profiles",
+                switch=True),),
+)
+
 
 #: In the order `invoke --list` would not keep anyway (it sorts): as they are declared here.
 ALL = (SETUP, STATUS, TEARDOWN, DB_START, DB_STOP, DB_BACKUP, DB_RESTORE, CREATE_USER, MIGRATE_PERSONAL_DATA,
        EXPORT_USER, IMPORT_USER, DELETE_USER, ACCEPT_INVITATION, VERIFY_ISOLATION, AUDIT_PIPER_MD, BACKUP_CONFIG,
-       RESTORE_CONFIG, BENCH)
+       RESTORE_CONFIG, ENV, PSQL, ONBOARD, DOCTOR, BENCH, DOCS)

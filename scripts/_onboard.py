@@ -152,7 +152,7 @@ def _next_steps(profile: Profile, username: str) -> None:
     hints = [
         ("status", "`invoke status`", "see every environment, its server and its users"),
         ("env", f"`invoke env --env {env}`", "the connection variables the Piper app reads"),
-        ("export-user", f"`invoke export-user --env {env} --username {username} --output {username}.json`",
+        ("export-user", f"`invoke export-user --env {env} --username {username} --output exports/{username}.json`",
          "keep a copy of your data"),
         ("db-backup", f"`invoke db-backup --env {env}`", "back up the whole database"),
         ("verify-isolation", f"`invoke verify-isolation --env {env}`", "check isolation again at any time"),

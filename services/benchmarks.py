@@ -20,8 +20,10 @@ from services.files import write_atomic
 from services.project import CODE_ROOT
 
 #: Each benchmark, its script, and whether it takes --runs.
-BENCHMARKS = {"setup": ("bench_setup.py", True), "audit": ("bench_audit.py", False),
-              "user-data": ("bench_user_data.py", True)}
+BENCHMARKS = {"startup": ("bench_startup.py", True), "setup": ("bench_setup.py", True), "audit": ("bench_audit.py", False),
+              "hook": ("bench_hook.py", True), "user-data": ("bench_user_data.py", True), "env": ("bench_env.py", True),
+              "onboard": ("bench_onboard.py", True), "doctor": ("bench_doctor.py", True),
+              "db-backup": ("bench_db_backup.py", True)}
 BEGIN, END = "<!-- bench:latest:begin -->", "<!-- bench:latest:end -->"
 
 

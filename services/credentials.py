@@ -48,9 +48,11 @@ def target(profile: Profile, project: Project, role: Role = "app", *, dbname: st
             f"`invoke setup --env {profile.name}`, or restore .env from your backup"
         )
     if socket_dir is None:
-        socket_dir = str(servers.locate(profile, project).socket_dir)
-    return Target(profile.name, socket_dir, profile.database.port, dbname or profile.database.name,
-                  ROLE_NAMES[role], password)
+        server = servers.locate(profile, project)
+        socket_dir, port = str(server.socket_dir), server.port
+    else:
+        port = servers.listening_port(profile, project)
+    return Target(profile.name, socket_dir, port, dbname or profile.database.name, ROLE_NAMES[role], password)
 
 
 def _hosted_target(profile: Profile, known: dict[str, str], role: Role) -> Target:

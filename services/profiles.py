@@ -16,10 +16,11 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from services import identifiers
+from services import envfile, identifiers
 from services.errors import ProfileError, UsageError
 from services.files import read_regular_file, write_atomic
 from services.project import Project
+from services.rotation import Rotation, check_policy
 
 SERVER_KINDS = ("embedded", "system", "hosted")
 #: A profile is a page of YAML; a bigger file is not one (and every read is bounded).
@@ -29,7 +30,11 @@ SSL_MODES = ("require", "verify-ca", "verify-full")
 LOOPBACK_ADDRESSES = ("", "127.0.0.1", "::1", "localhost")
 #: Placeholders a setup step's arguments may use; anything else in braces is an error.
 STEP_PLACEHOLDERS = ("username", "email", "data_file")
-
+#: The machine-local settings a user may override without editing a tracked profile, as
+#: `PIPER_<ENV>_<NAME>` in the git-ignored `.env` or the shell (the shell wins), like Rails'
+#: database.yml + DATABASE_URL: the profile says what the environment is, the override where it
+#: lives on this machine.
+LOCAL_OVERRIDES = {"PORT": "port", "DATA_DIR": "data_dir", "SERVER": "server", "BIN_DIR": "bin_dir"}
 
 
 @dataclass(frozen=True)
@@ -71,19 +76,6 @@ class PersonalData:
 
 
 @dataclass(frozen=True)
-class Rotation:
-    """How many dated backups to keep: the newest N, plus one per day and one per ISO week."""
-
-    keep_last: int = 10
-    keep_daily: int = 7
-    keep_weekly: int = 4
-
-    def describe(self) -> str:
-        """Return the policy in the words of the profile: keep_last=N, keep_daily=N, keep_weekly=N."""
-        return f"keep_last={self.keep_last}, keep_daily={self.keep_daily}, keep_weekly={self.keep_weekly}"
-
-
-@dataclass(frozen=True)
 class AuditTerm:
     term: str
     kind: str = "name"
@@ -93,6 +85,19 @@ class AuditTerm:
 @dataclass(frozen=True)
 class Audit:
     terms: tuple[AuditTerm, ...] = ()
+
+
+@dataclass(frozen=True)
+class Override:
+    """A machine-local setting that replaced a profile's value: `database.port` = "5499" from where."""
+
+    key: str
+    value: str
+    variable: str
+    where: str
+
+    def describe(self) -> str:
+        return f"{self.key}={self.value} ({self.variable} in {self.where})"
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,8 @@ class Profile:
     audit: Audit = field(default_factory=Audit)
     #: The YAML file this profile came from (not a YAML key).
     source: Path = field(default=Path(), compare=False)
+    #: The local overrides applied over the YAML (not YAML keys), each as (key, value, where).
+    overrides: tuple[Override, ...] = field(default=(), compare=False)
 
     @property
     def hosted(self) -> bool:
@@ -127,18 +134,36 @@ def profile_names(project: Project) -> list[str]:
     return sorted(p.stem for p in project.environments_dir.glob("*.yaml"))
 
 
+def override_variable(environment: str, name: str) -> str:
+    """Return the variable that overrides a local setting of an environment: PIPER_ALPHA_PORT."""
+    return f"PIPER_{environment.upper()}_{name}"
+
+
 def load_profile(name: str, project: Project) -> Profile:
-    """Return the validated profile `environments/<name>.yaml`."""
+    """Return the validated profile `environments/<name>.yaml`, with this machine's overrides."""
     known = profile_names(project)
     if name not in known:
         listing = ", ".join(known) if known else f"none in {project.environments_dir}"
         raise ProfileError(f"unknown environment {name!r}; known environments: {listing}")
-    return _parse(project.environments_dir / f"{name}.yaml", project)
+    return _parse(project.environments_dir / f"{name}.yaml", project, _local_settings(project))
 
 
-def load_profiles(project: Project) -> list[Profile]:
-    """Return every profile of the project, sorted by name."""
-    return [_parse(project.environments_dir / f"{n}.yaml", project) for n in profile_names(project)]
+def load_profiles(project: Project, *, overrides: bool = True) -> list[Profile]:
+    """Return every profile of the project, sorted by name, with this machine's overrides.
+
+    `overrides=False` gives the profiles as tracked, ignoring every PIPER_<ENV>_* override of
+    `.env` and the shell (what `invoke docs` documents for every machine).
+    """
+    local = _local_settings(project) if overrides else {}
+    return [_parse(project.environments_dir / f"{n}.yaml", project, local) for n in profile_names(project)]
+
+
+def _local_settings(project: Project) -> dict[str, tuple[str, str]]:
+    """Return the PIPER_* variables that may hold overrides, each with where it was set (.env or the shell)."""
+    found = {key: (value, project.env_file.name) for key, value in envfile.read(project.env_file).items()
+             if key.startswith("PIPER_")}
+    found.update({key: (value, "the shell") for key, value in os.environ.items() if key.startswith("PIPER_")})
+    return found
 
 
 def check_distinct(profile: Profile, project: Project) -> None:
@@ -151,11 +176,19 @@ def check_distinct(profile: Profile, project: Project) -> None:
         for key, same in (("database.data_dir", other.data_path(project) == profile.data_path(project)),
                           ("database.port", other.database.port == profile.database.port)):
             if same:
-                raise ProfileError(f"{profile.source}: key '{key}' is the same as environment {other.name!r}'s "
-                                   f"({other.source}); give each environment its own")
+                raise ProfileError(f"{_origin(profile, key)}: key '{key}' is the same as environment {other.name!r} has "
+                                   f"({_origin(other, key)}); give each environment its own")
 
 
-def _parse(path: Path, project: Project) -> Profile:
+def _origin(profile: Profile, key: str) -> str:
+    """Return where a profile's value of key comes from: its YAML file, or the override that replaced it."""
+    for override in profile.overrides:
+        if override.key == key:
+            return f"{override.variable} in {override.where}"
+    return str(profile.source)
+
+
+def _parse(path: Path, project: Project, local: dict[str, tuple[str, str]]) -> Profile:
     try:
         raw = _load_yaml(read_regular_file(path, MAX_PROFILE_BYTES, what="profile"), path)
     except ProfileError:
@@ -168,7 +201,40 @@ def _parse(path: Path, project: Project) -> Profile:
     profile = check.build(Profile, raw, "")
     profile = _with_defaults(profile, path, project)
     _validate(profile, check, project)
-    return profile
+    return _with_overrides(profile, project, local)
+
+
+def _with_overrides(profile: Profile, project: Project, local: dict[str, tuple[str, str]]) -> Profile:
+    """Apply the environment's local overrides and validate the result as the profile itself is.
+
+    An override that is wrong is an error naming the variable and where it was set, never the
+    tracked profile (which is fine).
+    """
+    applied: list[Override] = []
+    changes: dict[str, Any] = {}
+    for name, key in LOCAL_OVERRIDES.items():
+        variable = override_variable(profile.name, name)
+        if variable not in local:
+            continue
+        value, where = local[variable]
+        if profile.hosted:
+            raise ProfileError(f"{variable} (in {where}) overrides database.{key}, but environment {profile.name!r} is "
+                               "hosted and has no local server; remove it")
+        if key == "server" and value not in ("embedded", "system"):
+            raise ProfileError(f"{variable} (in {where}) must be embedded or system, not {value!r}; fix or remove it")
+        if key == "port":
+            if not re.fullmatch(r"[0-9]{1,5}", value):
+                raise ProfileError(f"{variable} (in {where}) must be a port number between 1024 and 65535, not "
+                                   f"{value!r}; fix or remove it")
+            changes[key] = int(value)
+        else:
+            changes[key] = value or None if key == "bin_dir" else value
+        applied.append(Override(f"database.{key}", value, variable, where))
+    if not applied:
+        return profile
+    overridden = replace(profile, database=replace(profile.database, **changes), overrides=tuple(applied))
+    _validate(overridden, _OverrideChecker(profile.source, {o.key: o for o in applied}), project)
+    return overridden
 
 
 def _load_yaml(text: bytes, path: Path) -> Any:
@@ -314,11 +380,7 @@ def _validate(profile: Profile, check: _Checker, project: Project) -> None:
             for _, placeholder, _, _ in string.Formatter().parse(arg):
                 if placeholder is not None and placeholder not in STEP_PLACEHOLDERS:
                     check.fail(f"{key}.args", f"unknown placeholder {{{placeholder}}}; use {', '.join(STEP_PLACEHOLDERS)}")
-    for key in ("keep_last", "keep_daily", "keep_weekly"):
-        if getattr(profile.backups, key) < 0:
-            check.fail(f"backups.{key}", "must be zero or more")
-    if profile.backups.keep_last < 1:
-        check.fail("backups.keep_last", "must keep at least the newest backup (1 or more)")
+    check_policy(profile.backups, check.fail, hosted=profile.hosted)  # services/rotation.py
 
 
 class _Checker:
@@ -337,7 +399,7 @@ class _Checker:
     def build(self, cls: type, raw: Any, prefix: str) -> Any:
         if not isinstance(raw, dict):
             self.fail(prefix.rstrip("."), "must be a mapping")
-        spec = {f.name: f for f in fields(cls) if f.name != "source"}
+        spec = {f.name: f for f in fields(cls) if f.name not in ("source", "overrides")}
         for key in raw:
             if key not in spec:
                 self.fail(f"{prefix}{key}", f"is unknown; known keys: {', '.join(spec)}")
@@ -362,9 +424,26 @@ class _Checker:
             if value is None:
                 return None
             kind = str
+        if kind == "backup_policy":  # YAML 1.1 reads `auto: off` as false (and `on` as true)
+            value, kind = ("off" if value is False else value), str
         if kind is int and isinstance(value, bool) or not isinstance(value, kind):
             self.fail(key, f"must be {_TYPE_NAMES[kind]}, not {type(value).__name__} ({value!r})")
         return value
+
+
+class _OverrideChecker(_Checker):
+    """Names the override, not the profile, when a value only an override brought in is wrong."""
+
+    def __init__(self, path: Path, overrides: dict[str, Override]) -> None:
+        super().__init__(path)
+        self.overrides = overrides
+
+    def fail(self, key: str, problem: str) -> None:
+        found = self.overrides.get(key)
+        if found is None:  # a rule between keys (say, a system server needs bin_dir) that the override broke
+            named = ", ".join(f"{o.variable} (in {o.where})" for o in self.overrides.values())
+            raise ProfileError(f"{self.path}: key '{key}' {problem}, with the overrides {named}; fix them or the profile")
+        raise ProfileError(f"{found.variable} (in {found.where}) overrides {key}: it {problem}; fix or remove it")
 
 
 _TYPE_NAMES = {str: "text", int: "a whole number", bool: "true or false"}
@@ -403,6 +482,7 @@ _TYPES: dict[tuple[str, str], Any] = {
     ("Rotation", "keep_last"): int,
     ("Rotation", "keep_daily"): int,
     ("Rotation", "keep_weekly"): int,
+    ("Rotation", "auto"): "backup_policy",
     ("Audit", "terms"): ("list", AuditTerm),
     ("AuditTerm", "term"): str,
     ("AuditTerm", "kind"): str,

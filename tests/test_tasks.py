@@ -124,7 +124,8 @@ def test_bench_refuses_an_unknown_benchmark_and_rewrites_only_its_own_section(tm
     unknown = subprocess.run([*INVOKE, "bench", "--only", "nosuch"], cwd=REPO, capture_output=True, text=True,
                              check=False)
     assert unknown.returncode == 2
-    assert unknown.stderr == "error: --only names no benchmark (nosuch); choose from setup, audit, user-data\n"
+    assert unknown.stderr == f"error: --only names no benchmark (nosuch); choose from {', '.join(benchmarks.BENCHMARKS)}\n"
+    assert {"startup", "setup", "audit", "user-data", "env", "doctor", "onboard"} <= set(benchmarks.BENCHMARKS)
     document = tmp_path / "BENCHMARKS.md"
     document.write_text(f"# Benchmarks\n\nintro\n\n{benchmarks.BEGIN}\nold\n{benchmarks.END}\n\n## history\nkept\n")
     measured = [benchmarks.Measured("setup", "| what | median |\n|---|---|\n| x | 1 s |", 3.0)]

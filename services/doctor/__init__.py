@@ -157,5 +157,5 @@ def _environment(context: Context, profile: Profile, head: str | None, *, full: 
             checks.append(databases.schema_check(profile, project, sockets, head))
     checks.append(checkout.branch_check(profile, project))
     if state.initialized:
-        checks.append(checkout.backup_check(profile, project))
+        checks += [checkout.database_url_check(profile, project), checkout.backup_check(profile, project)]
     return checks

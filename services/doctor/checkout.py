@@ -46,6 +46,17 @@ def env_file_check(project: Project, *, needed: bool) -> Check:
     return ok("env-file", f"{path} is yours, mode 0600", present=True, mode=f"{mode:04o}")
 
 
+def database_url_check(profile: Profile, project: Project) -> Check:
+    """`.env`'s DATABASE_URL (what the app reads) is the selected environment's URL as it is now."""
+    from services import connection_info
+
+    stale = connection_info.stale_env_file_url(profile, project)
+    if stale is not None:
+        return warn("database-url", stale.split("; run ")[0], f"run `invoke setup --env {profile.name}`")
+    return ok("database-url", f"{connection_info.DATABASE_URL} in {project.env_file.name} is {profile.name}'s own, "
+              "or not written (another environment is selected)")
+
+
 def branch_check(profile: Profile, project: Project) -> Check:
     """The checkout's branch is the one the environment's profile expects (ADR-040 branch strategy)."""
     current = gitinfo.current_branch(project.root)

@@ -7,14 +7,16 @@ data takes a verified backup first and refuses a protected environment.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from services import credentials, db_backups, envfile
+from services import connection_info, credentials, db_backups, envfile
 from services.environments import access, locking, provisioning
 from services.errors import ConfirmationRequired, PiperError, UsageError
-from services.postgres import data_dirs, servers
+from services.postgres import clients, data_dirs, servers
 from services.profiles import Profile, check_distinct
-from services.project import ENV_VARIABLE, Project
+from services.project import Project
+from services.rotation import is_due
 
 
 def start_environment(profile: Profile, project: Project) -> servers.ServerState:
@@ -22,7 +24,9 @@ def start_environment(profile: Profile, project: Project) -> servers.ServerState
     with locking.environment_lock(profile, project):
         server = servers.prepare(profile, project)
         data_dirs.check_owner(server)
-        return servers.start(server, config_file=profile.source)
+        state = servers.start(server, config_file=profile.source)
+        connection_info.refresh_in_env_file(profile, project)  # started on a new port: DATABASE_URL follows it
+        return state
 
 
 def stop_environment(profile: Profile, project: Project) -> bool:
@@ -46,7 +50,8 @@ class TeardownResult:
     existed: bool = True
 
 
-def teardown_environment(profile: Profile, project: Project, *, confirmed: bool) -> TeardownResult:
+def teardown_environment(profile: Profile, project: Project, *, confirmed: bool,
+                         progress: clients.ProgressCallback | None = None) -> TeardownResult:
     """Back up the database, then stop the server, delete its data and forget its secrets.
 
     The backup comes first and must succeed: a failed backup leaves everything as it was. It is
@@ -66,11 +71,12 @@ def teardown_environment(profile: Profile, project: Project, *, confirmed: bool)
             data_dirs.check_owner(server)
             server = _running_with_access(profile, project, server)
             if _database_exists(profile, project, server):
-                backup = db_backups.backup_database(profile, project, server)
+                backup = db_backups.backup_database(profile, project, server, kind="pre-teardown",
+                                                    progress=progress).path
+                db_backups.rotate_backups(profile, project, protect=(backup,))
         data_dirs.remove(server)
         changes: dict[str, str | None] = {credentials.password_key(profile.name, r): None for r in ("admin", "owner", "app")}
-        if envfile.read(project.env_file).get(ENV_VARIABLE) == profile.name:
-            changes[ENV_VARIABLE] = None
+        changes.update(connection_info.deselect_changes(profile, project))  # PIPER_ENV and DATABASE_URL, if selected
         if project.env_file.exists():
             envfile.update(project.env_file, changes)
     return TeardownResult(server.project_data_dir, backup, existed)
@@ -80,6 +86,8 @@ def teardown_environment(profile: Profile, project: Project, *, confirmed: bool)
 class BackupResult:
     archive: Path
     rotated_out: tuple[Path, ...]
+    backup: db_backups.DatabaseBackup | None = None
+    dropped_scratch: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,39 +95,132 @@ class RestoreResult:
     archive: Path
     backup_before: Path
     changes: tuple[str, ...]
+    chosen: db_backups.DatabaseBackup | None = None
+    before: db_backups.DatabaseBackup | None = None
+    rotated_out: tuple[Path, ...] = ()
 
 
-def backup_environment(profile: Profile, project: Project) -> BackupResult:
-    """Take a verified pg_dump archive of the environment's database, then rotate old archives."""
+@dataclass(frozen=True)
+class Choice:
+    """The archive a restore will use, how it was chosen, and the newer safety copies `--latest` passed over."""
+
+    backup: db_backups.DatabaseBackup
+    how: str
+    passed_over: tuple[db_backups.DatabaseBackup, ...] = ()
+
+
+def backup_environment(profile: Profile, project: Project, *, kind: str = "manual", plain: bool = False,
+                       progress: clients.ProgressCallback | None = None) -> BackupResult:
+    """Take a verified pg_dump archive of the environment's database, then rotate old archives.
+
+    A scratch database that a killed `--verify-restore` left is dropped first.
+    """
     _refuse_early(profile, project)
     with locking.environment_lock(profile, project):
         server = _running_server(profile, project)
-        archive = db_backups.backup_database(profile, project, server)
-        dropped = db_backups.rotate_backups(profile, project)
-    return BackupResult(archive, tuple(b.path for b in dropped))
+        dropped = db_backups.drop_scratch(profile, project, server)
+        taken = db_backups.backup_database(profile, project, server, kind=kind, plain=plain, progress=progress)
+        rotated = db_backups.rotate_backups(profile, project, protect=(taken.path,))
+    return BackupResult(taken.path, tuple(b.path for b in rotated), taken, dropped)
+
+
+def auto_backup(profile: Profile, project: Project, *, now: datetime | None = None,
+                progress: clients.ProgressCallback | None = None) -> BackupResult | None:
+    """Take a `scheduled` backup when the profile's `backups.auto` says one is due; None when none is.
+
+    Cheap when nothing is due: the names in backups/<env>/ alone say so (no server, no lock).
+    When one is due, the check is made again under the environment's lock, so two commands at
+    once never take two. The server must be running already: this never starts one.
+    """
+    if profile.hosted or profile.backups.auto == "off":
+        return None
+    now = now or datetime.now(UTC)
+    if not is_due(profile.backups, db_backups.newest_taken(profile, project), now):
+        return None
+    server = servers.locate(profile, project)
+    if not servers.state(server).running:
+        return None
+    with locking.environment_lock(profile, project):
+        if not is_due(profile.backups, db_backups.newest_taken(profile, project), now):
+            return None  # another command took it while this one waited
+        server = servers.prepare(profile, project)
+        data_dirs.check_owner(server)
+        if not servers.state(server).running or not _database_exists(profile, project, server):
+            return None
+        dropped = db_backups.drop_scratch(profile, project, server)
+        taken = db_backups.backup_database(profile, project, server, kind="scheduled", progress=progress)
+        rotated = db_backups.rotate_backups(profile, project, protect=(taken.path,))
+    return BackupResult(taken.path, tuple(b.path for b in rotated), taken, dropped)
+
+
+def has_server(profile: Profile, project: Project) -> bool:
+    """Return whether the environment has a local server already (a setup then may have data to back up)."""
+    return not profile.hosted and servers.state(servers.locate(profile, project)).initialized
+
+
+def choose_archive(profile: Profile, project: Project, *, file: Path | None = None,
+                   pick: int | None = None) -> Choice:
+    """Return the archive a restore means: --file, --pick N (the --list numbering), or else the newest
+    archive that is not a safety copy (a restore made right after a restore does not undo it)."""
+    if file is not None:
+        match = [b for b in db_backups.list_backups(profile, project) if b.path == file]
+        if match:
+            return Choice(match[0], "--file")
+        if not file.is_file():
+            raise UsageError(f"{file} does not exist; see `invoke db-backup --list --env {profile.name}`")
+        size = file.stat().st_size
+        return Choice(db_backups.DatabaseBackup(file, datetime.fromtimestamp(file.stat().st_mtime, UTC), size),
+                      "--file")
+    backups = db_backups.list_backups(profile, project)
+    if not backups:
+        raise UsageError(f"environment {profile.name!r} has no backups in backups/{profile.name}/; "
+                         f"take one with `invoke db-backup --env {profile.name}` or pass --file")
+    if pick is not None:
+        if not 1 <= pick <= len(backups):
+            raise UsageError(f"--pick {pick} is not in the list; choose 1 to {len(backups)} "
+                             f"(see `invoke db-backup --list --env {profile.name}`)")
+        return Choice(backups[pick - 1], f"--pick {pick}")
+    latest = db_backups.latest_restorable(backups)
+    if latest is None:
+        raise UsageError(f"environment {profile.name!r} has only safety copies in backups/{profile.name}/; "
+                         f"choose one with --pick N (see `invoke db-backup --list --env {profile.name}`)")
+    newer = tuple(b for b in backups if b.taken > latest.taken and b.safety)
+    return Choice(latest, "the newest backup that is not a safety copy", newer)
 
 
 def restore_environment(profile: Profile, project: Project, archive: Path | None = None, *,
-                        from_env: str | None = None, confirmed: bool) -> RestoreResult:
-    """Back the database up, then restore an archive over it (the newest of the environment's by
-    default) in one transaction; then migrate it to head and restore the application role's limits."""
+                        from_env: str | None = None, confirmed: bool,
+                        progress: clients.ProgressCallback | None = None) -> RestoreResult:
+    """Back the database up, then restore an archive over it (by default the newest that is no safety
+    copy) in one transaction; then migrate it to head and restore the application role's limits."""
     check_not_protected(profile, "restore it with your hosting provider's tools")
-    if archive is None:
-        newest = db_backups.list_backups(profile, project)
-        if not newest:
-            raise UsageError(f"environment {profile.name!r} has no backups in backups/{profile.name}/; "
-                             f"take one with `invoke db-backup --env {profile.name}` or pass --file")
-        archive = newest[0].path
+    chosen = choose_archive(profile, project, file=archive).backup
+    archive = chosen.path
     if not confirmed:
         raise ConfirmationRequired(f"restoring {archive.name} replaces the database of {profile.name!r}; confirm, or pass --yes")
     _refuse_early(profile, project)
     with locking.environment_lock(profile, project):
         server = _running_server(profile, project)
-        before = db_backups.restore_backup(profile, project, server, archive, from_env=from_env)
+        db_backups.drop_scratch(profile, project, server)
+        before = db_backups.restore_backup(profile, project, server, archive, from_env=from_env, progress=progress)
         changes: list[str] = []
         owner = credentials.target(profile, project, "owner", socket_dir=str(server.socket_dir))
         provisioning.migrate_and_stamp(owner, profile, project, changes)
-    return RestoreResult(archive, before, tuple(changes))
+        rotated = db_backups.rotate_backups(profile, project, protect=(archive, before.path))
+    return RestoreResult(archive, before.path, tuple(changes), chosen, before, tuple(b.path for b in rotated))
+
+
+def verify_environment(profile: Profile, project: Project, *,
+                       progress: clients.ProgressCallback | None = None) -> db_backups.VerifyResult:
+    """Restore the newest archive into a scratch database on the environment's server and compare it."""
+    _refuse_early(profile, project)
+    with locking.environment_lock(profile, project):
+        candidates = [b for b in db_backups.list_backups(profile, project) if not b.plain]
+        if not candidates:
+            raise UsageError(f"environment {profile.name!r} has no backups to verify; take one with "
+                             f"`invoke db-backup --env {profile.name}`")
+        server = _running_server(profile, project)
+        return db_backups.verify_restore(profile, project, server, candidates[0], progress=progress)
 
 
 def _refuse_early(profile: Profile, project: Project) -> None:

@@ -41,7 +41,8 @@ def check_branch(profile: Profile, project: Project, *, allow_mismatch: bool) ->
         f"(ADR-040 branch strategy)"
     )
     if profile.branch_policy == "refuse" and not allow_mismatch:
-        raise PiperError(f"{message}; check out {profile.branch} or pass --allow-branch-mismatch")
+        raise PiperError(f"{message}; check out {profile.branch} (`git switch {profile.branch}`; a repository without "
+                         f"it makes it with `git branch {profile.branch} main`) or pass --allow-branch-mismatch")
     return message
 
 

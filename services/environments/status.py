@@ -39,6 +39,13 @@ class EnvironmentStatus:
     problem: str | None
     last_backup: str | None = None
     """The newest database backup in backups/<env>/, if any."""
+    configured_port: int | None = None
+    """The port the profile and its overrides name; differs from `port` (where the running server
+    really listens, from its postmaster.pid) until the server is restarted."""
+    overrides: tuple[str, ...] = ()
+    """The local overrides applied to the profile (`database.port=5499 (PIPER_ALPHA_PORT in .env)`)."""
+    notes: tuple[str, ...] = ()
+    """What the user should know that is not a failure: a port change waiting for a restart."""
 
 
 def environment_statuses(project: Project, selected: str | None = None) -> list[EnvironmentStatus]:
@@ -56,6 +63,7 @@ def _status(profile: Profile, project: Project, head: str, branch: str | None, s
     facts: dict[str, object] = {"initialized": False, "running": False, "pid": None, "data_dir": None,
                                 "port": None, "stamp": None, "revision": None, "users": None, "problem": None}
     location = ""
+    notes: list[str] = []
     try:
         if profile.hosted and not credentials.known_secrets(project).get(profile.database.url_env or ""):
             location = f"not configured (${profile.database.url_env} is not set)"
@@ -70,13 +78,18 @@ def _status(profile: Profile, project: Project, head: str, branch: str | None, s
             state = servers.state(server)
             location = f"{server.socket_dir} port {server.port}" if state.initialized else "-"
             facts.update(initialized=state.initialized, running=state.running, pid=state.pid,
-                         data_dir=str(server.project_data_dir), port=server.port)
+                         data_dir=str(server.project_data_dir), port=server.port, configured_port=server.configured_port)
+            if state.running and server.port != server.configured_port:
+                notes.append(f"the server runs on port {server.port} (its postmaster.pid), but port {server.configured_port} "
+                             f"is configured; every command uses {server.port} until you restart it: `invoke db-stop "
+                             f"--env {profile.name}` then `invoke db-start --env {profile.name}`")
             if state.running:
                 facts.update(_database_facts(credentials.target(profile, project, "owner", socket_dir=str(server.socket_dir)),
                                              store.table_for(profile)))
     except PiperError as exc:
         facts["problem"] = str(exc)
-    return EnvironmentStatus(location=location, last_backup=_last_backup(profile, project), **base, **facts)  # type: ignore[arg-type]
+    return EnvironmentStatus(location=location, last_backup=_last_backup(profile, project),  # type: ignore[arg-type]
+                             overrides=tuple(o.describe() for o in profile.overrides), notes=tuple(notes), **base, **facts)
 
 
 def orphaned_clusters() -> list[data_dirs.OrphanedCluster]:

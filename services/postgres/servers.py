@@ -18,7 +18,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from services.errors import ClusterError
@@ -53,6 +53,9 @@ class Server:
     listen_addresses: str
     account: server_account.Account | None
     server_kind: str = "embedded"
+    configured_port: int = 0
+    """The port the profile (or its local override) names; `port` is where a running server really
+    listens (its postmaster.pid), which differs until the server is restarted after a change."""
 
     @property
     def log_file(self) -> Path:
@@ -103,17 +106,41 @@ def _refuse_hosted(profile: Profile) -> None:
 def _server(profile: Profile, project: Project, account: server_account.Account | None, bin_dir: Path) -> Server:
     project_dir = project.root / profile.database.data_dir
     data_dir = Path(os.path.realpath(project_dir))
+    configured = profile.database.port
+    # A server started before the port was changed still listens where it started: every command
+    # reaches it there (and status says so) until it is restarted.
+    port, sockets = running_at(data_dir) or (configured, socket_dir_for(data_dir, configured))
     return Server(
         environment=profile.name,
         data_dir=data_dir,
         project_data_dir=project_dir,
         bin_dir=bin_dir,
-        socket_dir=socket_dir_for(data_dir, profile.database.port),
-        port=profile.database.port,
+        socket_dir=sockets,
+        port=port,
         listen_addresses=profile.database.listen_addresses,
         account=account,
         server_kind=profile.database.server,
+        configured_port=configured,
     )
+
+
+def listening_port(profile: Profile, project: Project) -> int:
+    """Return the port the environment's server listens on: a running one's own, else the profile's."""
+    running = running_at(Path(os.path.realpath(project.root / profile.database.data_dir)))
+    return running[0] if running else profile.database.port
+
+
+def running_at(data_dir: Path) -> tuple[int, Path] | None:
+    """Return the port and socket directory of the live postmaster on data_dir, from its
+    postmaster.pid (lines 4 and 5), or None when none runs there (or it cannot be read)."""
+    try:
+        pid, _ = _postmaster(data_dir)
+        lines = (data_dir / "postmaster.pid").read_text().splitlines() if pid is not None else []
+    except (ClusterError, OSError):
+        return None
+    if len(lines) < 5 or not lines[3].strip().isdigit() or not lines[4].strip():
+        return None  # still starting: it has not written where it listens yet
+    return int(lines[3]), Path(lines[4].strip())
 
 
 def socket_dir_for(data_dir: Path, port: int) -> Path:
@@ -149,6 +176,9 @@ def start(server: Server, *, config_file: Path) -> ServerState:
         wait_until_ready(server)
         return current
     remove_stale_locks(server)
+    if server.configured_port and server.port != server.configured_port:  # it was running elsewhere: now it moves
+        server = replace(server, port=server.configured_port,
+                         socket_dir=socket_dir_for(server.data_dir, server.configured_port))
     _check_port_free(server, config_file)
     _write_server_config(server)
     _create_socket_dir(server)
@@ -228,8 +258,10 @@ def _check_port_free(server: Server, config_file: Path) -> None:
         try:
             probe.bind((host, server.port))
         except OSError:
+            variable = f"PIPER_{server.environment.upper()}_PORT"
             raise ClusterError(
-                f"port {server.port} on {host} is in use by another program; change database.port in {config_file}"
+                f"port {server.port} on {host} is in use by another program; set {variable}=<a free port> in .env "
+                f"(a local override, git-ignored), or change database.port in {config_file}"
             ) from None
 
 

@@ -33,6 +33,8 @@ def test_repository_profiles_match_the_adr() -> None:
     assert len({p.database.data_dir for p in local}) == 3
     for profile in profiles.values():
         assert profile.default_user.email.endswith(".invalid")  # obviously fake addresses only
+    # Whole descriptions: an unquoted ` #` would start a YAML comment and cut them short.
+    assert [profiles[n].description[-6:] for n in ("dev", "alpha", "tester")] == ["DB #1)", "DB #2)", "DB #3)"]
 
 
 def _write(tmp_path: Path, name: str, data: object | str) -> Project:

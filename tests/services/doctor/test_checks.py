@@ -124,6 +124,20 @@ def test_a_wrong_password_in_env_fails_and_setup_puts_it_right(fresh_tester) -> 
     assert _only(run_doctor(project), "tester", "passwords").status == "ok"
 
 
+def test_a_database_url_that_is_not_the_environments_any_more_warns_and_setup_writes_it_again(fresh_tester) -> None:
+    profile, project = fresh_tester
+    assert _only(run_doctor(project), "tester", "database-url").status == "ok"
+    good = envfile.read(project.env_file)["DATABASE_URL"]
+    envfile.update(project.env_file, {"DATABASE_URL": good.replace(f":{profile.database.port}/", ":1/")})
+    check = _only(run_doctor(project), "tester", "database-url")
+    assert check.status == "warn" and "is not tester's URL now" in check.detail
+    assert check.fix == "run `invoke setup --env tester`"
+    assert envfile.read(project.env_file)["PIPER_TESTER_APP_PASSWORD"] not in repr(check)
+    set_up(profile, project)
+    assert envfile.read(project.env_file)["DATABASE_URL"] == good
+    assert _only(run_doctor(project), "tester", "database-url").status == "ok"
+
+
 def test_a_port_taken_by_another_program_fails_naming_who_holds_it(fresh_tester) -> None:
     profile, project = fresh_tester
     servers.stop(servers.locate(profile, project))
