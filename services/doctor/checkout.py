@@ -7,7 +7,7 @@ import os
 import stat
 from datetime import UTC, datetime
 
-from services import db_backups, envfile, gitinfo
+from services import connection_info, db_backups, envfile, gitinfo
 from services.doctor.checks import Check, fail, ok, warn
 from services.doctor.local import partial_files
 from services.errors import PiperError
@@ -48,8 +48,6 @@ def env_file_check(project: Project, *, needed: bool) -> Check:
 
 def database_url_check(profile: Profile, project: Project) -> Check:
     """`.env`'s DATABASE_URL (what the app reads) is the selected environment's URL as it is now."""
-    from services import connection_info
-
     stale = connection_info.stale_env_file_url(profile, project)
     if stale is not None:
         return warn("database-url", stale.split("; run ")[0], f"run `invoke setup --env {profile.name}`")

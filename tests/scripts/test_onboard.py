@@ -71,7 +71,7 @@ def test_by_flags_it_sets_up_creates_imports_checks_and_says_what_next_then_a_se
     assert "PASS  row-level-security" in out and "FAIL" not in out
     assert f"onboard: {NAME} ({EMAIL}) is ready in tester" in out
     assert "next:\n  `invoke status`" in out
-    assert f"`invoke export-user --env tester --username {NAME} --output {NAME}.json`" in out
+    assert f"`invoke export-user --env tester --username {NAME} --output exports/{NAME}.json`" in out
     assert "onboard will, in tester:" in result.stderr  # the plan, before anything was done
     profile = load_profile("tester", project)
     assert user_row(profile, project, NAME) == (EMAIL, {"tone": "plain"})
