@@ -71,6 +71,8 @@ DB_RESTORE = Command(
         Flag("file", "the archive to restore", metavar="FILE", exclusive="which"),
         Flag("from_env", "accept an archive of this other environment (it is stamped for this one once restored)",
              metavar="ENV"),
+        Flag("list", "list the backups with the numbers --pick takes, restoring nothing", switch=True,
+             exclusive="which"),
         _YES,
     ),
 )

@@ -26,9 +26,11 @@ def run_setup(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     plan = steps.plan_setup_steps(profile, project, args.data_file)  # bad input stops before any change
     had_data = lifecycle.has_server(profile, project)  # a new database has nothing to back up yet
+    if had_data:
+        _auto_backup(profile, project)  # before a migration, when the server runs (else it does nothing)
     report = setup.setup_environment(profile, project, allow_branch_mismatch=args.allow_branch_mismatch)
     if had_data:
-        _auto_backup(profile, project)
+        _auto_backup(profile, project)  # the server was stopped: now that setup started it (nothing if taken)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if report.changes:
@@ -162,6 +164,9 @@ def run_db_backup(args: argparse.Namespace) -> int:
 
 def run_db_restore(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
+    if args.list:
+        _print_backups(profile, project)
+        return 0
     lifecycle.check_not_protected(profile, "restore it with your hosting provider's tools")
     choice = lifecycle.choose_archive(profile, project, file=Path(args.file).resolve() if args.file else None,
                                       pick=args.pick)

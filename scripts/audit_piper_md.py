@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     project = Project(audit.git_root(Path.cwd())) if args.hook else current_project()
     try:
         terms = audit.parse_terms(args.terms) if args.terms else ()
-        rules = audit.load_rules(project, profiles=not args.hook or project.environments_dir.is_dir(),
+        rules = audit.load_rules(project, profiles=not args.hook or audit.has_profiles(project),
                                  rules_file=Path(args.rules) if args.rules else None, terms=terms)
         chosen = Path(args.allowlist) if args.allowlist else project.root / audit.ALLOWLIST_PATH
         allowlist = audit.load_allowlist(chosen, required=args.allowlist is not None)

@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     if output is not None and output.is_dir():
         raise UsageError(f"{output} is a directory; name the file, e.g. --output {output / (args.username + '.json')}")
     if output is not None and exports.is_in_export_folder(project, output):
+        exports.refuse_trackable(project, output, f"add {exports.EXPORT_FOLDER}/ to .gitignore, then export again")
         exports.export_folder(project)  # made 0700 on first use (or closed to it)
+    elif output is not None:  # a file we write ourselves never goes where `git add` would take it (invariant 3)
+        exports.refuse_trackable(project, output, f"export with --output {suggested} instead (git-ignored, 0700)")
     destination = output
     if output is not None and (output.is_file() or not output.exists()):
         if not output.absolute().parent.is_dir():
@@ -64,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         # Standard output, or what --output names that is no file to replace (a device, a FIFO):
         # the document is made in the private folder, then written through.
         destination = exports.open_file_path(sys.stdout.fileno()) if output is None else None
-        if destination is not None and exports.is_in_export_folder(project, destination):
-            _close_to_owner(sys.stdout.fileno())  # `> exports/U.json`: the folder's files are 0600 too
+        if destination is not None:
+            _close_to_owner(sys.stdout.fileno())  # `> U.json` made it with the umask's mode: personal data is 0600
         with _private_document(project) as document:
             size, checksum = exports.export_user(profile, project, args.username, keys, into=document)
             with open(document, "rb") as handle, _stream(output) as stream:

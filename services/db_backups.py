@@ -247,7 +247,9 @@ def restore_backup(profile: Profile, project: Project, server: servers.Server, a
 
 def scratch_name(profile: Profile) -> str:
     """Return the name of the scratch database `--verify-restore` restores into (dropped after, or by the next run)."""
-    return f"{profile.database.name}_verify_restore"[:63]
+    suffix = "_verify_restore"
+    # Cut the name, never the suffix: a 63-character database name would otherwise be its own "scratch".
+    return profile.database.name[:63 - len(suffix)] + suffix
 
 
 def drop_scratch(profile: Profile, project: Project, server: servers.Server) -> bool:

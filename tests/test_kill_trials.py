@@ -311,16 +311,19 @@ def start(argv: list[str], project: Project, *, pause: str | None = None, mark: 
 
 
 def kill_at(argv: list[str], project: Project, point: Point, *, stdout: int | None = None,
-            timeout: float = _TIMEOUT, **extra: str) -> Killed:
+            timeout: float = _TIMEOUT, only_parent: bool = False, **extra: str) -> Killed:
     """Run the command until it reaches point, then SIGKILL its whole process group; return what was seen.
 
+    With only_parent, only the command's own process is killed (as the OOM killer or `kill -9 PID`
+    would) and its children go on; the caller waits for them (`wait_group_gone`).
     Fails the test when the command finishes first or the point does not come within timeout.
     """
     return kill_running(start(argv, project, pause=point.pause, stdout=stdout, **extra), point, timeout=timeout,
-                        what=_show(argv))
+                        what=_show(argv), only_parent=only_parent)
 
 
-def kill_running(running: Running, point: Point, *, timeout: float = _TIMEOUT, what: str = "the command") -> Killed:
+def kill_running(running: Running, point: Point, *, timeout: float = _TIMEOUT, what: str = "the command",
+                 only_parent: bool = False) -> Killed:
     """Wait until a started command reaches point, then SIGKILL its process group (see kill_at)."""
     popen = running.popen
     deadline = time.monotonic() + timeout
@@ -342,9 +345,15 @@ def kill_running(running: Running, point: Point, *, timeout: float = _TIMEOUT, w
             if time.monotonic() > deadline:
                 pytest.fail(f"`{what}` did not reach {point.name} in {timeout:.0f} s")
             point.wait(_POLL)
-        os.killpg(popen.pid, signal.SIGKILL)
-        popen.wait(timeout=30)
-        _wait_group_gone(popen.pid)
+        if only_parent:
+            os.kill(popen.pid, signal.SIGKILL)
+            popen.wait(timeout=30)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(popen.pid, signal.SIGCONT)  # its children go on without it
+        else:
+            os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait(timeout=30)
+            wait_group_gone(popen.pid)
         log.info("killed `%s` at %s: %s", what, point.name, saw)
         return Killed(saw, running.stdout(), running.stderr())
     finally:
@@ -366,7 +375,13 @@ def _descendants(process: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-def _wait_group_gone(pgid: int, timeout: float = 15.0) -> None:
+def _in_group(process: psutil.Process, pgid: int) -> bool:
+    with contextlib.suppress(ProcessLookupError, PermissionError, psutil.Error):
+        return os.getpgid(process.pid) == pgid
+    return False
+
+
+def wait_group_gone(pgid: int, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         alive = []
@@ -1157,6 +1172,31 @@ def test_db_restore_killed_in_its_transaction_leaves_the_database_as_it_was(fres
     assert len(before) == 1
     check_archive(profile, project, before[0], ["fake.after", "tester123"])
 
+    again = run_cli(restore_cli(archive), project)
+    assert again.returncode == 0, again.stderr
+    check_environment(profile, project, ["tester123"])
+    check_clean(project, known)
+
+
+def test_db_restore_whose_own_process_alone_is_killed_commits_nothing(fresh_tester) -> None:
+    """`kill -9 PID` of the command alone (the OOM killer's way) while pg_restore still writes the
+    restore's SQL: pg_restore and psql go on to the end of it, but only the command could let the
+    transaction commit (once pg_restore had ended well), so nothing is committed."""
+    profile, project = fresh_tester
+    with connection.connect(owner(profile, project)) as conn:  # more SQL than a pipe holds: pg_restore is still
+        conn.execute("CREATE TABLE filler AS SELECT repeat(md5(g::text), 32) AS pad FROM generate_series(1, 2000) g")
+        conn.commit()  # writing when psql waits at the first DROP
+    archive = _restorable(profile, project)
+    known = secrets(project)
+    lock, point = _restore_points(profile, project)["restore-sql"]
+    with lock:
+        killed = start(restore_cli(archive), project, pause=point.pause)
+        kill_running(killed, point, what="db-restore", only_parent=True)
+        assert any("pg_restore" in p.name() for p in psutil.process_iter() if _in_group(p, killed.popen.pid))
+    wait_group_gone(killed.popen.pid, timeout=60)  # pg_restore and psql ran to the end of their input
+    settle(profile, project)
+    check_after_kill(project, known, profile)
+    check_environment(profile, project, ["fake.after", "tester123"])
     again = run_cli(restore_cli(archive), project)
     assert again.returncode == 0, again.stderr
     check_environment(profile, project, ["tester123"])

@@ -170,6 +170,16 @@ def test_remote_form_in_a_piper_ops_project_uses_its_profiles(hook_repo: tuple[P
     assert leak.returncode == 1 and "config/PIPER.md:2:5: username-" in leak.stdout, leak.stdout
 
 
+def test_another_repositorys_own_environments_folder_is_not_read_as_profiles(
+        hook_repo: tuple[Path, str], tmp_path: Path) -> None:
+    root = _scratch(tmp_path, _remote_config(*hook_repo, args=f'[--terms, "{FAKE_TERM}"]'))
+    (root / "environments").mkdir()
+    staging = "replicas: 3\nimage: web:1.2\n"  # a deployment's values, not a piper-ops profile
+    assert _commit(root, "environments/staging.yaml", staging).returncode == 0
+    leak = _commit(root, "docs/team.md", f"Ask {FAKE_TERM}.\n")
+    assert leak.returncode == 1 and "docs/team.md:1:5: other-" in leak.stdout, leak.stdout  # --terms' kind
+
+
 def test_local_forms_in_a_piper_ops_checkout(hook_repo: tuple[Path, str], tmp_path: Path) -> None:
     root = tmp_path / "checkout"
     _copy_tree(root)

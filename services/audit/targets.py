@@ -107,6 +107,13 @@ def git_root(start: Path) -> Path:
     return Path(top).resolve() if result.returncode == 0 and top else start.resolve()
 
 
+def has_profiles(project: Project) -> bool:
+    """Return True when the repository is laid out as ADR-040 says (environments/ and config/PIPER.md),
+    so its environments/*.yaml are piper-ops profiles whose terms the hook must look for; another
+    repository's environments/ folder (Kubernetes values, say) is none of the hook's business."""
+    return project.environments_dir.is_dir() and (project.config_dir / "PIPER.md").is_file()
+
+
 def tracked_targets(project: Project, rules: RuleSet) -> list[ScanTarget]:
     """Return every git-tracked file of the project, except the profiles that define the rules."""
     # Names as git prints them (relative to the root), resolved or not: no per-file stat or Path here,

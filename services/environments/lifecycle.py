@@ -168,6 +168,9 @@ def choose_archive(profile: Profile, project: Project, *, file: Path | None = No
             return Choice(match[0], "--file")
         if not file.is_file():
             raise UsageError(f"{file} does not exist; see `invoke db-backup --list --env {profile.name}`")
+        if file.suffix != ".dump":
+            raise UsageError(f"{file} is not a pg_dump archive (a .dump file of `invoke db-backup`); see "
+                             f"`invoke db-backup --list --env {profile.name}`")
         size = file.stat().st_size
         return Choice(db_backups.DatabaseBackup(file, datetime.fromtimestamp(file.stat().st_mtime, UTC), size),
                       "--file")

@@ -132,27 +132,31 @@ def restore_database(server: servers.Server, dbname: str, user: str, password: s
                      then: list[str] = (), tables_total: int = 0, progress: ProgressCallback | None = None) -> None:
     """Restore a pg_dump archive over dbname, and run the statements `then`, in one transaction.
 
-    pg_restore writes the archive as SQL into a pipe, the server's psql runs it and then the
-    statements (a new stamp, the application role's limits) between one BEGIN and COMMIT: on any
-    error nothing is changed, and a restore is never committed without what must follow it.
+    pg_restore writes the archive as SQL into a pipe and the server's psql runs it inside one
+    BEGIN. The statements that must follow it (a new stamp, the application role's limits) and the
+    COMMIT reach psql through a second pipe that only this process holds, written once pg_restore
+    has ended well and every byte of its SQL has passed: if pg_restore fails part-way, or this
+    process is killed, psql reaches the end of its input with the transaction open, and the server
+    rolls it back. A restore is never committed half-done, nor without what must follow it.
     With progress, the SQL passes through this process on its way, to be counted.
     """
+    import tempfile
+
     read_restore, write_restore = os.pipe()
     read_then, write_then = os.pipe()
-    with os.fdopen(write_then, "w", encoding="utf-8") as handle:  # a few statements: the pipe holds them
-        handle.write("".join(f"{statement};\n" for statement in then))
-    counted = {"tables": 0, "bytes": 0}
+    counted = {"tables": 0, "bytes": 0, "pumped": 1}
     pump_from = None
     restore_stdout = write_restore
     if progress is not None:  # pg_restore -> this process (counting) -> psql
         pump_from, restore_stdout = os.pipe()
+        counted["pumped"] = 0
     try:
         restore = subprocess.Popen([str(server.bin_dir / "pg_restore"), "--clean", "--if-exists", "--no-owner",
                                     f"--role={user}", *(["--verbose"] if progress else []), "--file=-",
                                     str(archive)], stdin=subprocess.DEVNULL, stdout=restore_stdout,
                                    stderr=subprocess.PIPE, env=binaries.child_env())
     except BaseException:
-        for fd in (read_then, read_restore, *((pump_from, write_restore) if pump_from is not None else ())):
+        for fd in (read_then, write_then, read_restore, *((pump_from, write_restore) if pump_from is not None else ())):
             os.close(fd)
         raise
     finally:
@@ -162,27 +166,52 @@ def restore_database(server: servers.Server, dbname: str, user: str, password: s
                         progress)]
     if pump_from is not None:
         watchers.append(_pump(pump_from, write_restore, counted, "restore", tables_total, progress))
+    psql: subprocess.Popen | None = None
     try:
-        with passfile_env(server, password) as env:
-            argv = ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--single-transaction",
-                    *connection_args(server, user), f"--dbname={dbname}",
-                    f"--file=/dev/fd/{read_restore}", f"--file=/dev/fd/{read_then}"]
-            psql = subprocess.run([str(server.bin_dir / argv[0]), *argv[1:]], stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, env=env, check=False,
-                                  pass_fds=(read_restore, read_then))
+        with passfile_env(server, password) as env, tempfile.TemporaryFile("w+") as psql_errors:
+            argv = ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", *connection_args(server, user),
+                    f"--dbname={dbname}", "--command=BEGIN", f"--file=/dev/fd/{read_restore}",
+                    f"--file=/dev/fd/{read_then}"]
+            psql = subprocess.Popen([str(server.bin_dir / argv[0]), *argv[1:]], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=psql_errors, text=True, env=env,
+                                    pass_fds=(read_restore, read_then))
+            os.close(read_restore)
+            os.close(read_then)
+            read_restore = read_then = -1
+            restore.wait()
+            for watcher in watchers:
+                watcher.join()
+            whole = restore.returncode == 0 and counted["pumped"] == 1
+            handle = os.fdopen(write_then, "w", encoding="utf-8")
+            write_then = -1
+            try:
+                with handle:
+                    if whole:  # only now may the transaction end, with what must follow the restore
+                        handle.write("".join(f"{statement};\n" for statement in then) + "COMMIT;\n")
+            except BrokenPipeError:
+                pass  # psql already stopped on an error: it committed nothing, and says why
+            psql.wait()
+            psql_errors.seek(0)
+            psql_stderr = psql_errors.read()
     finally:
-        os.close(read_restore)
-        os.close(read_then)
-        restore.wait()
+        for fd in (read_restore, read_then, write_then):
+            if fd != -1:
+                os.close(fd)
+        if restore.poll() is None:
+            restore.kill()
+            restore.wait()
+        if psql is not None and psql.poll() is None:
+            psql.kill()
+            psql.wait()
         for watcher in watchers:
             watcher.join()
-    if restore.returncode != 0:
+    if restore.returncode != 0 or counted["pumped"] != 1:
         detail = _failure(errors, restore.returncode)
         raise ClusterError(f"restore of {archive.name} into {dbname} in environment {server.environment!r} failed: "
                            f"{detail}; nothing was changed")
-    if psql.returncode != 0:
-        found = [line for line in psql.stderr.splitlines() if "ERROR" in line or "FATAL" in line]
-        detail = _failure(found or psql.stderr.splitlines(), psql.returncode)
+    if psql.returncode != 0 or not whole:
+        found = [line for line in psql_stderr.splitlines() if "ERROR" in line or "FATAL" in line]
+        detail = _failure(found or psql_stderr.splitlines(), psql.returncode)
         raise ClusterError(f"restore of {archive.name} into {dbname} in environment {server.environment!r} failed: "
                            f"{detail}; nothing was changed")
 
@@ -271,6 +300,7 @@ def _pump(source: int, sink: int, counted: dict[str, int], action: str, total: i
                 if time.monotonic() - last >= TICK:
                     last = time.monotonic()
                     progress(Progress(action, counted["tables"], total, counted["bytes"]))
+            counted["pumped"] = 1  # every byte passed: the restore's SQL reached psql whole
         except BrokenPipeError:
             pass  # psql stopped reading (it failed): its error says why
         finally:

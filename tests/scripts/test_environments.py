@@ -124,6 +124,8 @@ def test_restore_says_what_it_restores_and_a_second_one_does_not_undo_the_first(
     assert [r.split()[5] for r in rows[2:5]] == ["pre-restore", "pre-restore", "manual"]
     assert all(" no " in r and re.search(r" pg_restore \d+ or newer ", r) for r in rows[2:5])
     assert "an older one refuses them (docs/BACKUPS.md)" in rows[-1]
+    same = _invoke(project, "db-restore", "--list")  # the list --pick numbers, from the restore itself
+    assert same.returncode == 0 and same.stdout == listing.stdout, same.stderr
     picked = _invoke(project, "db-restore", "--pick", "2", "--yes")
     assert picked.returncode == 0 and "chosen by --pick 2" in picked.stdout, picked.stderr
     assert rows[3].split()[-1] in picked.stdout.splitlines()[0]
@@ -137,6 +139,10 @@ def test_which_archive_flags_are_exclusive_and_checked(fresh_tester) -> None:
     assert none.returncode == 2
     assert none.stderr.strip() == ("error: environment 'tester' has no backups in backups/tester/; take one with "
                                    "`invoke db-backup --env tester` or pass --file")
+    not_an_archive = project.root / "notes.txt"
+    not_an_archive.write_text("not a dump\n")
+    refused = _invoke(project, "db-restore", "--file", str(not_an_archive), "--yes")
+    assert refused.returncode == 2 and "is not a pg_dump archive" in refused.stderr and refused.stdout == ""
     zero = _invoke(project, "db-restore", "--pick", "0", "--yes")
     assert zero.returncode == 2 and "--pick" in zero.stderr
 

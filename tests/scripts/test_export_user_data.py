@@ -4,6 +4,7 @@ refusals in one line, as real subprocesses on the shared alpha environment (each
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 import time
@@ -188,7 +189,8 @@ def test_the_export_folder_is_git_ignored_private_and_made_on_first_use(fresh_al
     assert stat.S_IMODE((project.root / "exports").stat().st_mode) == 0o700
 
 
-def test_an_export_git_would_track_is_written_with_a_one_line_warning_naming_the_fix(fresh_alpha, tmp_path) -> None:
+def test_a_redirect_git_would_track_is_written_0600_with_a_warning_and_an_output_there_is_refused(
+        fresh_alpha, tmp_path) -> None:
     _, project = fresh_alpha
     _checkout(project)
     fix = "export with --output exports/alfy.json instead (git-ignored, 0700)"
@@ -203,13 +205,15 @@ def test_an_export_git_would_track_is_written_with_a_one_line_warning_naming_the
     assert lines[1] == ("warning: alfy.json holds personal data inside the checkout and git does not ignore it "
                         f"(`git add` would commit it); {fix}")
     assert json.loads(leaked.read_bytes())["payload"]["user"]["username"] == "alfy"
+    assert stat.S_IMODE(leaked.stat().st_mode) == 0o600  # the shell made it with the umask's mode: closed
     assert "alfy.json" in _untracked(project)  # what the warning is about
-    # --output to a tracked-to-be path, in a folder of the checkout: the same warning.
+    # --output to a tracked-to-be path: a file the command would write itself there is refused, nothing written.
     (project.root / "notes").mkdir()
     named = export_user(project, "alpha", "alfy", "--output", str(project.root / "notes" / "mine.json"))
-    assert named.returncode == 0 and named.stderr.decode().splitlines()[1] == (
-        "warning: notes/mine.json holds personal data inside the checkout and git does not ignore it (`git add` "
-        f"would commit it); {fix}")
+    assert named.returncode == 1 and named.stderr.decode() == (
+        "error: notes/mine.json would hold personal data inside the checkout where git does not ignore it "
+        f"(`git add` would commit it); {fix}\n")
+    assert not (project.root / "notes" / "mine.json").exists()
     # Ignored places in the checkout, and places outside it, say nothing more.
     for quiet in (project.root / "private" / "alfy.json", project.root / "backups" / "alfy.json", tmp_path / "a.json"):
         quiet.parent.mkdir(exist_ok=True)
@@ -222,8 +226,9 @@ def test_an_export_git_would_track_is_written_with_a_one_line_warning_naming_the
     # A checkout whose .gitignore lacks the export folder: the fix is the rule.
     (project.root / ".gitignore").write_text("private/\n")
     bare = export_user(project, "alpha", "alfy", "--output", str(project.root / "exports" / "alfy.json"))
-    assert bare.returncode == 0 and bare.stderr.decode().splitlines()[1] == (
-        "warning: exports/alfy.json holds personal data and git does not ignore it; add exports/ to .gitignore")
+    assert bare.returncode == 1 and bare.stderr.decode() == (
+        "error: exports/alfy.json would hold personal data inside the checkout where git does not ignore it "
+        "(`git add` would commit it); add exports/ to .gitignore, then export again\n")
 
 
 def test_outside_git_an_export_in_the_project_needs_no_warning(alpha_env) -> None:

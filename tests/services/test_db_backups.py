@@ -25,7 +25,7 @@ from services.errors import (
     PiperError,
     UsageError,
 )
-from services.postgres import clients
+from services.postgres import clients, servers
 from services.profiles import load_profile
 from services.project import Project
 from tests.support.projects import set_up
@@ -73,6 +73,31 @@ def test_a_damaged_archive_changes_nothing(fresh_tester, tmp_path) -> None:
     with pytest.raises(PiperError):
         lifecycle.restore_environment(profile, project, damaged, confirmed=True)
     assert _notes(profile, project) == [("tester123", "still here")]
+
+
+@pytest.mark.parametrize("cut", [0.55, 0.8, 0.95])
+def test_an_archive_that_ends_part_way_commits_nothing_of_what_it_held(fresh_tester, cut: float) -> None:
+    """pg_restore fails when the archive is cut short after the statements it already wrote (DROPs
+    among them): psql must not commit those, nor the statements that follow a restore."""
+    profile, project = fresh_tester
+    with connection.connect(credentials.target(profile, project, "owner")) as conn:
+        conn.execute("CREATE TABLE filler AS SELECT g AS n, repeat(md5(g::text), 20) AS pad "
+                     "FROM generate_series(1, 20000) g")
+        conn.commit()
+    good = lifecycle.backup_environment(profile, project).archive
+    _set_notes(profile, project, "the data after the backup")
+    raw = good.read_bytes()
+    cut_short = good.with_name(f"cut-{cut}.dump")
+    cut_short.write_bytes(raw[: int(len(raw) * cut)])
+    server = servers.locate(profile, project)
+    owner = credentials.target(profile, project, "owner")
+    with pytest.raises(ClusterError, match="nothing was changed"):
+        clients.restore_database(server, profile.database.name, owner.user, owner.password, cut_short,
+                                 then=["CREATE TABLE the_then_statements_ran ()"])
+    assert _notes(profile, project) == [("tester123", "the data after the backup")]
+    with connection.connect(owner) as conn:
+        assert conn.execute("SELECT to_regclass('the_then_statements_ran')").fetchone() == (None,)
+        assert conn.execute("SELECT count(*) FROM filler").fetchone() == (20000,)
 
 
 def test_an_archive_of_another_environment_is_refused_unless_named(project: Project) -> None:
@@ -334,3 +359,11 @@ def test_the_pre_teardown_copy_brings_the_data_back_after_a_new_setup(fresh_test
     chosen = lifecycle.choose_archive(profile, project, pick=1)
     lifecycle.restore_environment(profile, project, chosen.backup.path, confirmed=True)
     assert _notes(profile, project) == [("tester123", "before the teardown")]
+
+
+def test_the_scratch_database_is_never_the_environments_own_even_at_63_characters(fresh_tester) -> None:
+    profile, _ = fresh_tester
+    longest = replace(profile, database=replace(profile.database, name="p" * 63))
+    assert db_backups.scratch_name(longest) != longest.database.name
+    assert len(db_backups.scratch_name(longest)) == 63 and db_backups.scratch_name(longest).endswith("_verify_restore")
+    assert db_backups.scratch_name(profile) == "piper_tester_verify_restore"
