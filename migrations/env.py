@@ -121,7 +121,21 @@ def _run_on_selected_environment() -> None:
     # (and then reads .env again: setup may have given the owner a new password meanwhile).
     changes = command in ("upgrade", "downgrade", "stamp")
     with locking.environment_lock(profile, project) if changes and not profile.hosted else nullcontext():
+        if command == "downgrade" and not profile.hosted:  # a destructive command backs up first (invariant 2)
+            _back_up_before_downgrade(profile, project)
         _run_as_owner(profile, project)
+
+
+def _back_up_before_downgrade(profile: Profile, project: Project) -> None:
+    from services import db_backups
+    from services.postgres import data_dirs, servers
+
+    server = servers.prepare(profile, project)
+    data_dirs.check_owner(server)
+    taken = db_backups.backup_database(profile, project, server, kind="pre-downgrade")
+    db_backups.rotate_backups(profile, project, protect=(taken.path,))
+    print(f"{profile.name}: database backed up to {taken.path} (pre-downgrade; `invoke db-restore --pick 1 --env "
+          f"{profile.name}` brings it back)", file=sys.stderr)
 
 
 def _command_name() -> str | None:

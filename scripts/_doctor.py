@@ -19,6 +19,8 @@ _MARK = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
 
 def run_doctor(args: argparse.Namespace) -> int:
     project = current_project()
+    if args.report:
+        report.check_report_path(Path(args.report).absolute())  # a report it cannot write stops it before the checks
     result = doctor.run_doctor(project, args.env)
     if args.json:
         print(json.dumps(report.document(result), indent=2))

@@ -16,7 +16,7 @@ from pathlib import Path
 from scripts import _cli
 from services import db_backups
 from services.environments import lifecycle, setup, status, steps
-from services.errors import PiperError
+from services.errors import PiperError, UsageError
 from services.postgres import clients
 from services.profiles import Profile
 from services.project import Project, current_project
@@ -26,11 +26,22 @@ def run_setup(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
     plan = steps.plan_setup_steps(profile, project, args.data_file)  # bad input stops before any change
     had_data = lifecycle.has_server(profile, project)  # a new database has nothing to back up yet
-    if had_data:
-        _auto_backup(profile, project)  # before a migration, when the server runs (else it does nothing)
+    # After setup, never before: setup first refuses a data directory or port that is not this
+    # environment's own, and nothing may touch a cluster before that check.
     report = setup.setup_environment(profile, project, allow_branch_mismatch=args.allow_branch_mismatch)
     if had_data:
-        _auto_backup(profile, project)  # the server was stopped: now that setup started it (nothing if taken)
+        _auto_backup(profile, project)
+    print_setup_report(report)
+    steps.run_setup_steps(plan, _cli.run_script)
+    for step in plan.skipped:
+        print(f"skipped optional step {step}; run setup with --data-file FILE to include it")
+    for hint in next_steps(profile):
+        print(f"next: {hint}")
+    return 0
+
+
+def print_setup_report(report: setup.SetupReport) -> None:
+    """What setup found and did: its warnings (on standard error), its changes, where the database is."""
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if report.changes:
@@ -40,12 +51,6 @@ def run_setup(args: argparse.Namespace) -> int:
     else:
         print(f"{report.environment}: the database is already in place; nothing changed")
     print(f"database: {report.location} (schema {report.revision})")
-    steps.run_setup_steps(plan, _cli.run_script)
-    for step in plan.skipped:
-        print(f"skipped optional step {step}; run setup with --data-file FILE to include it")
-    for hint in next_steps(profile):
-        print(f"next: {hint}")
-    return 0
 
 
 def next_steps(profile: Profile) -> list[str]:
@@ -137,6 +142,8 @@ def run_db_stop(args: argparse.Namespace) -> int:
 
 def run_db_backup(args: argparse.Namespace) -> int:
     profile, project = _cli.selected_profile(args.env)
+    if (args.list or args.verify_restore) and args.format == "plain":
+        raise UsageError("--format plain writes a new backup; it does not go with --list or --verify-restore")
     if args.list:
         _print_backups(profile, project)
         return 0

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from scripts import _cli, _commands
+from scripts import _cli, _commands, _environments
 from scripts.import_user_data import show_import_plan
 from services import identifiers, onboarding
 from services.environments import setup
@@ -129,15 +129,7 @@ def _render(plan: onboarding.OnboardingPlan, stage: onboarding.Stage, detail: ob
     if detail is None:
         return
     if stage == "setup" and isinstance(detail, setup.SetupReport):
-        for warning in detail.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        if detail.changes:
-            print(f"{detail.environment}: set up")
-            for change in detail.changes:
-                print(f"  - {change}")
-        else:
-            print(f"{detail.environment}: the database is already in place; nothing changed")
-        print(f"database: {detail.location} (schema {detail.revision})")
+        _environments.print_setup_report(detail)
     elif stage == "import" and isinstance(detail, imports.ImportResult) and plan.data is not None:
         print(f"imported {plan.username} into {plan.profile.name} from {plan.data.path.name} ({detail.action}): "
               f"id {detail.user_id}")

@@ -35,12 +35,12 @@ from services.profiles import Profile
 from services.project import Project
 from services.rotation import plan_grouped_rotation
 
-KINDS = ("manual", "scheduled", "pre-restore", "pre-teardown")
+KINDS = ("manual", "scheduled", "pre-restore", "pre-teardown", "pre-downgrade")
 #: The copies a command takes of what it is about to replace or delete: never what `--latest` means.
-SAFETY_KINDS = ("pre-restore", "pre-teardown")
+SAFETY_KINDS = ("pre-restore", "pre-teardown", "pre-downgrade")
 _STAMP = "%Y%m%dT%H%M%S%fZ"
 _ARCHIVE = re.compile(r"(?P<env>[a-z][a-z0-9_]*)-(?P<db>[a-z_][a-z0-9_]*)-(?P<stamp>\d{8}T\d{12}Z)"
-                      r"(?:-(?P<kind>manual|scheduled|pre-restore|pre-teardown))?\.(?P<ext>dump|sql)")
+                      r"(?:-(?P<kind>manual|scheduled|pre-restore|pre-teardown|pre-downgrade))?\.(?P<ext>dump|sql)")
 #: A record is a few hundred bytes; more is not one of ours.
 _MAX_RECORD = 1 << 20
 #: The psql releases that read the `\restrict` line recent pg_dump releases write at the top of plain SQL.

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from services import credentials, migrations
+from services import credentials, db_backups, migrations
 from services.database import connection, roles, schema, stamp
 from services.environments import lifecycle, locking
 from services.profiles import Profile
@@ -112,6 +112,9 @@ def test_downgrade_and_upgrade_by_hand_keep_the_application_roles_limits(fresh_t
     down = alembic(project, "downgrade", "-1")
     assert down.returncode == 0, down.stderr
     assert revision_of(profile, project) == "0002"
+    # A destructive command backs up first: the archive of the database as it was, at head.
+    [taken] = db_backups.list_backups(profile, project)
+    assert taken.kind == "pre-downgrade" and f"database backed up to {taken.path} (pre-downgrade;" in down.stderr
     # Back to before the invitations and the record of data moves, then up again: the tables are
     # new, and the owner's default privileges alone would open them to the application role.
     assert alembic(project, "downgrade", "0001").returncode == 0
@@ -276,7 +279,8 @@ def test_piper_ops_own_path_selects_no_profile(fresh_tester, monkeypatch: pytest
     profile, project = fresh_tester
     monkeypatch.setenv("PIPER_ENV", "nosuch")
     with connection.engine(credentials.target(profile, project, "owner")) as eng, eng.connect() as conn:
-        schema.check(conn, project.migrations_dir)
+        schema.check(conn, project.migrations_dir)  # no "unknown environment 'nosuch'": nothing was selected
+        assert schema.current_revision(conn.connection.driver_connection) == migrations.head_revision(project)
 
 
 def test_hosted_production_through_its_url(production_env) -> None:

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.audit.rules import read_yaml_file
 from services.audit.targets import label_path
-from services.errors import AuditError, UsageError
-from services.files import read_regular_file
+from services.errors import AuditError
 
 #: Where accepted findings are listed (in git): rule id + sha256 of the match, never the text.
 ALLOWLIST_PATH = "config/audit-allowlist.yaml"
@@ -43,18 +43,11 @@ class AllowEntry:
 def load_allowlist(path: Path, *, required: bool = False) -> tuple[AllowEntry, ...]:
     """Return the accepted findings listed in path; a missing file is an empty list unless required
     (an allowlist named on the command line that is not there is an error: exit 2)."""
-    import yaml
-
     if not path.exists():
         if required:
             raise AuditError(f"{path} does not exist; pass the allowlist file, or leave --allowlist out")
         return ()
-    try:
-        raw = yaml.safe_load(read_regular_file(path, 1 << 20, what="allowlist").decode("utf-8")) or {}
-    except UsageError as exc:
-        raise AuditError(str(exc)) from None
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise AuditError(f"{path}: cannot be read as YAML ({type(exc).__name__}); fix the allowlist") from None
+    raw = read_yaml_file(path, "allowlist")
     items = (raw.get("allow") or []) if isinstance(raw, dict) else None
     fixtures = (raw.get("fixtures") or []) if isinstance(raw, dict) else None
     if not isinstance(items, list) or set(raw) - {"allow", "fixtures"}:

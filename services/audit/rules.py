@@ -118,16 +118,9 @@ def parse_terms(text: str) -> tuple[str, ...]:
 
 def _read_rules_file(path: Path) -> list[AuditTerm]:
     # The same shape as a profile's audit.terms: a list of {term, kind, case_sensitive}.
-    import yaml
-
     if not path.exists():
         raise AuditError(f"{path} does not exist; pass the rules file, or leave --rules out")
-    try:
-        raw = yaml.safe_load(read_regular_file(path, 1 << 20, what="rules file").decode("utf-8")) or {}
-    except UsageError as exc:
-        raise AuditError(str(exc)) from None
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise AuditError(f"{path}: cannot be read as YAML ({type(exc).__name__}); fix the rules file") from None
+    raw = read_yaml_file(path, "rules file")
     items = raw.get("terms", []) if isinstance(raw, dict) and not set(raw) - {"terms"} else None
     if not isinstance(items, list):
         raise AuditError(f"{path}: must be a mapping with a 'terms' list, e.g. terms: [{{term: Fake Person, "
@@ -189,3 +182,15 @@ def match_digest(rule: Rule, text: str) -> str:
         normal = normal.casefold()
     return hashlib.sha256(normal.encode("utf-8")).hexdigest()
 
+
+def read_yaml_file(path: Path, what: str) -> object:
+    """Return the data of a small YAML file of the audit's (a rules file, the allowlist): a bounded read of a
+    regular file; anything that stops it is one AuditError naming the file and the fix."""
+    import yaml
+
+    try:
+        return yaml.safe_load(read_regular_file(path, 1 << 20, what=what).decode("utf-8")) or {}
+    except UsageError as exc:
+        raise AuditError(str(exc)) from None
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise AuditError(f"{path}: cannot be read as YAML ({type(exc).__name__}); fix the {what}") from None

@@ -159,6 +159,18 @@ def parse_report(text: str) -> dict[str, Any]:
 
 def write_report(result: DoctorResult, project: Project, path: Path) -> dict[str, Any]:
     """Write the redacted Markdown report to path atomically (replacing an earlier report); return its document."""
+    check_report_path(path)
+    try:
+        profiles = load_profiles(project)
+    except UsageError:
+        profiles = []
+    doc = document(result, redactor=Redactor(project, profiles))
+    write_atomic(path, markdown(doc), mode=0o644)
+    return doc
+
+
+def check_report_path(path: Path) -> None:
+    """Refuse, before any check runs, a report path that cannot take a new regular file."""
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{path} is a directory; name the report file, e.g. {path / 'doctor-report.md'}")
@@ -167,10 +179,3 @@ def write_report(result: DoctorResult, project: Project, path: Path) -> dict[str
     if path.is_symlink() or (path.exists() and not path.is_file()):
         # The report replaces an earlier one by a rename: never a device (/dev/null, as root) or a link.
         raise UsageError(f"{path} is not a regular file (a device, FIFO or link); name a new file or an earlier report")
-    try:
-        profiles = load_profiles(project)
-    except UsageError:
-        profiles = []
-    doc = document(result, redactor=Redactor(project, profiles))
-    write_atomic(path, markdown(doc), mode=0o644)
-    return doc

@@ -78,6 +78,13 @@ def test_an_unknown_environment_is_exit_2_in_one_line(project) -> None:
     assert result.stdout == ""
 
 
+def test_a_report_that_cannot_be_written_stops_doctor_before_any_check(project, tmp_path) -> None:
+    result = run_cli([*INVOKE, "doctor", "--report", str(tmp_path / "missing" / "report.md")], project)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'missing'} does not exist; create it or name a file in an existing directory"]
+
+
 def test_a_report_into_a_directory_or_over_a_device_is_refused(project, tmp_path) -> None:
     result = run_cli([*INVOKE, "doctor", "--report", str(tmp_path)], project)
     assert result.returncode == 2 and result.stderr.startswith(f"error: {tmp_path} is a directory")
