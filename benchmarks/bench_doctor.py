@@ -14,71 +14,51 @@ password in a private PGPASSFILE). Not a test: it never fails for being slow.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks._harness import tester_environment, timed  # noqa: E402
 from services import envfile  # noqa: E402
-from services.postgres import servers  # noqa: E402
-from services.profiles import load_profile  # noqa: E402
-from tests.support.cli import INVOKE, cli_env  # noqa: E402
-from tests.support.projects import make_project, remove_servers, set_up  # noqa: E402
+from tests.support.cli import INVOKE  # noqa: E402
 
 GOAL = 1.0
 _FLOOR = ('pg_isready -q -h "$1" -p "$2" && '
           'psql -X -q -w -h "$1" -p "$2" -U piper_owner -d "$3" -c "select 1" >/dev/null')
 
 
-def _timed(argv: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, cwd=REPO, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
 def main() -> int:
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cli.add_argument("--runs", type=int, default=15)
     args = cli.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        project = make_project(Path(tmp) / "proj")
-        try:
-            profile = load_profile("tester", project)
-            print("setting up a tester environment to measure against ...", file=sys.stderr)
-            with contextlib.redirect_stdout(sys.stderr):  # its steps' lines are not the table
-                set_up(profile, project)
-            server = servers.locate(profile, project)
-            env = cli_env(project)
-            check = subprocess.run([*INVOKE, "doctor"], cwd=REPO, env=env, capture_output=True, text=True)
-            if check.returncode != 0:
-                print(check.stdout, check.stderr, file=sys.stderr)
-                raise SystemExit("doctor does not pass on the fresh environment: nothing to measure")
-            passfile = Path(tmp) / "pgpass"
-            password = envfile.read(project.env_file)["PIPER_TESTER_OWNER_PASSWORD"]
-            passfile.write_text(f"*:*:*:*:{password}\n")
-            passfile.chmod(0o600)
-            floor_env = {**env, "PGPASSFILE": str(passfile), "PATH": f"{server.bin_dir}{os.pathsep}{env['PATH']}"}
-            commands = {
-                "`invoke doctor` (tester in full)": ([*INVOKE, "doctor"], env),
-                "`invoke doctor --report FILE`": ([*INVOKE, "doctor", "--report", str(Path(tmp) / "report.md")], env),
-                "reference: `invoke status`": ([*INVOKE, "status"], env),
-                "baseline: `pg_isready` + `psql -c 'select 1'` (the server's own)": (
-                    ["sh", "-c", _FLOOR, "sh", str(server.socket_dir), str(server.port), profile.database.name],
-                    floor_env),
-            }
-            times: dict[str, list[float]] = {name: [] for name in commands}
-            for _ in range(args.runs):  # interleaved, so that the machine's moods fall on all alike
-                for name, (argv, run_env) in commands.items():
-                    times[name].append(_timed(argv, run_env))
-        finally:
-            remove_servers(project)
+    with tester_environment() as tester:
+        profile, project, server, env = tester.profile, tester.project, tester.server, tester.env
+        check = subprocess.run([*INVOKE, "doctor"], cwd=REPO, env=env, capture_output=True, text=True)
+        if check.returncode != 0:
+            print(check.stdout, check.stderr, file=sys.stderr)
+            raise SystemExit("doctor does not pass on the fresh environment: nothing to measure")
+        passfile = tester.scratch / "pgpass"
+        password = envfile.read(project.env_file)["PIPER_TESTER_OWNER_PASSWORD"]
+        passfile.write_text(f"*:*:*:*:{password}\n")
+        passfile.chmod(0o600)
+        floor_env = {**env, "PGPASSFILE": str(passfile), "PATH": f"{server.bin_dir}{os.pathsep}{env['PATH']}"}
+        commands = {
+            "`invoke doctor` (tester in full)": ([*INVOKE, "doctor"], env),
+            "`invoke doctor --report FILE`": ([*INVOKE, "doctor", "--report", str(tester.scratch / "report.md")], env),
+            "reference: `invoke status`": ([*INVOKE, "status"], env),
+            "baseline: `pg_isready` + `psql -c 'select 1'` (the server's own)": (
+                ["sh", "-c", _FLOOR, "sh", str(server.socket_dir), str(server.port), profile.database.name],
+                floor_env),
+        }
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(args.runs):  # interleaved, so that the machine's moods fall on all alike
+            for name, (argv, run_env) in commands.items():
+                times[name].append(timed(argv, run_env, check=False))  # doctor exits 1 when a check fails
     floor = statistics.median(times["baseline: `pg_isready` + `psql -c 'select 1'` (the server's own)"])
     print(f"| what ({os.cpu_count()} cores) | median | best | runs | × baseline | goal | result |")
     print("|---|---|---|---|---|---|---|")
