@@ -195,17 +195,9 @@ def deselect_changes(profile: Profile, project: Project) -> dict[str, str | None
 
 
 def _hosted_info(profile: Profile, known: Mapping[str, str], role: str) -> ConnectionInfo:
-    """Read the hosted database's URL (the application's, database.app_url_env, or the owner's) without a driver."""
-    variable = profile.database.url_env or ""
-    if role == "app":
-        if not profile.database.app_url_env:
-            raise UsageError(f"environment {profile.name!r} names no application role URL; set database.app_url_env "
-                             f"in {profile.source}")
-        variable = profile.database.app_url_env
-    url = known.get(variable)
-    if not url:
-        raise UsageError(f"environment {profile.name!r} is hosted and {variable} is not set; put its URL in .env or "
-                         "the shell")
+    """Read the hosted database's URL (the application's, database.app_url_env, or the owner's) without a driver
+    (credentials.target would parse it with psycopg's, whose import alone is half of `invoke env`'s budget)."""
+    variable, url = credentials.hosted_url(profile, known, role)
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
         raise UsageError(f"{variable} is not a postgresql:// URL; use postgresql://user:password@host:port/dbname")

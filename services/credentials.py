@@ -9,6 +9,7 @@ hosted production database through the URL in the variable its profile names, al
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from services import envfile
 from services.database.connection import Target, target_from_url
@@ -55,9 +56,9 @@ def target(profile: Profile, project: Project, role: Role = "app", *, dbname: st
     return Target(profile.name, socket_dir, port, dbname or profile.database.name, ROLE_NAMES[role], password)
 
 
-def _hosted_target(profile: Profile, known: dict[str, str], role: Role) -> Target:
-    """The hosted database's URL: the application role's (database.app_url_env) for "app", the
-    owner's (database.url_env) otherwise."""
+def hosted_url(profile: Profile, known: Mapping[str, str], role: str) -> tuple[str, str]:
+    """Return (variable, URL) of the hosted database for a role: the application role's
+    (database.app_url_env) for "app", the owner's (database.url_env) otherwise."""
     variable = profile.database.url_env or ""
     if role == "app":
         if not profile.database.app_url_env:
@@ -67,5 +68,10 @@ def _hosted_target(profile: Profile, known: dict[str, str], role: Role) -> Targe
     url = known.get(variable)
     if not url:
         raise UsageError(f"environment {profile.name!r} is hosted and {variable} is not set; put its URL in .env or the shell")
+    return variable, url
+
+
+def _hosted_target(profile: Profile, known: dict[str, str], role: Role) -> Target:
+    variable, url = hosted_url(profile, known, role)
     return target_from_url(url, environment=profile.name, variable=variable, default_dbname=profile.database.name,
                            required_sslmode=profile.database.sslmode, sslrootcert=profile.database.sslrootcert)

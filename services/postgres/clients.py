@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -140,8 +141,6 @@ def restore_database(server: servers.Server, dbname: str, user: str, password: s
     rolls it back. A restore is never committed half-done, nor without what must follow it.
     With progress, the SQL passes through this process on its way, to be counted.
     """
-    import tempfile
-
     read_restore, write_restore = os.pipe()
     read_then, write_then = os.pipe()
     counted = {"tables": 0, "bytes": 0, "pumped": 1}

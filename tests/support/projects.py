@@ -85,13 +85,7 @@ def make_project(root: Path, edits: dict[str, dict] | None = None) -> Project:
     (root / "private" / "dev_user_data.json").write_text(json.dumps({
         "piper_personal_data": 1, "username": "xian", "display_name": "Fake Dev Person",
         "preferences": {"tone": "fake-dev-tone", "projects": ["fake-project-one"]}}))
-    project = Project(root.resolve())
-    _made.append(project)
-    run_root = temp_root.current()
-    if run_root is not None:
-        with open(run_root / _REGISTRY, "a", encoding="utf-8") as registry:
-            registry.write(f"{project.root}\n")
-    return project
+    return register_project(root)
 
 
 def register_project(root: Path) -> Project:
