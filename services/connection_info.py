@@ -23,7 +23,7 @@ from typing import cast
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from services import credentials, envfile
-from services.database.connection import PLAIN_SSLMODES
+from services.database.connection import Target, tls_mode
 from services.database.roles import ROLE_NAMES, Role
 from services.errors import ClusterError, UsageError
 from services.postgres import psql_terminal, servers
@@ -41,19 +41,11 @@ _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 
 
 @dataclass(frozen=True)
-class ConnectionInfo:
-    """Where one environment's database is and who connects to it."""
+class ConnectionInfo(Target):
+    """Where one environment's database is and who connects to it: a Target (its host 127.0.0.1, ::1, a
+    socket directory or the hosted database's host name) with the role's name and, hosted, its URL."""
 
-    environment: str
-    role: str
-    host: str
-    """127.0.0.1, ::1, a socket directory (an absolute path), or the hosted database's host name."""
-    port: int | None
-    dbname: str
-    user: str
-    password: str = field(repr=False)
-    sslmode: str | None = None
-    sslrootcert: str | None = None
+    role: str = "app"
     hosted_url: str | None = field(default=None, repr=False)
     """For a hosted database: its URL, as its variable holds it."""
 
@@ -101,7 +93,7 @@ def local_info(server: servers.Server, role: str, dbname: str, user: str, passwo
     """Return how user reaches dbname on a local server: loopback TCP where it listens, else its socket."""
     address = server.listen_addresses
     host = str(server.socket_dir) if not address else "::1" if address == "::1" else "127.0.0.1"
-    return ConnectionInfo(server.environment, role, host, server.port, dbname, user, password)
+    return ConnectionInfo(server.environment, host, server.port, dbname, user, password, role=role)
 
 
 def render(variables: Mapping[str, str], output_format: str) -> str:
@@ -202,19 +194,18 @@ def _hosted_info(profile: Profile, known: Mapping[str, str], role: str) -> Conne
     if parts.scheme not in ("postgresql", "postgres"):
         raise UsageError(f"{variable} is not a postgresql:// URL; use postgresql://user:password@host:port/dbname")
     query = dict(parse_qsl(parts.query))
-    sslmode = query.get("sslmode") or profile.database.sslmode
-    if sslmode in PLAIN_SSLMODES:
-        raise UsageError(f"{variable} asks for sslmode={sslmode}, but environment {profile.name!r} requires TLS; "
-                         f"use sslmode={profile.database.sslmode}")
+    sslmode = tls_mode(query.get("sslmode", ""), variable=variable, environment=profile.name,
+                       required=profile.database.sslmode)
     try:
         port = parts.port
     except ValueError:
         raise UsageError(f"{variable} is not a valid PostgreSQL URL (its port is not a number from 1 to 65535); "
                          "use postgresql://user:password@host:port/dbname") from None
-    return ConnectionInfo(profile.name, role, query.get("host") or parts.hostname or "localhost", port,
+    return ConnectionInfo(profile.name, query.get("host") or parts.hostname or "localhost", port,
                           unquote(parts.path.lstrip("/")) or profile.database.name, unquote(parts.username or ""),
                           unquote(parts.password or ""), sslmode,
-                          query.get("sslrootcert") or profile.database.sslrootcert, hosted_url=url)
+                          query.get("sslrootcert") or profile.database.sslrootcert, url_env=variable, role=role,
+                          hosted_url=url)
 
 
 def _replace_password(url: str, secret: str) -> str:

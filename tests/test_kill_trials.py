@@ -1329,6 +1329,21 @@ def _server_killed_under(profile: Profile, project: Project, argv: list[str], lo
     return errors
 
 
+def _killed_then_finished_by_the_next_run(profile: Profile, project: Project, argv: list[str], lock: Lock,
+                                          point: Point) -> None:
+    """The server killed under the command at point; the next run of the command (which starts the server
+    itself) leaves the environment whole, its user there, and nothing behind."""
+    known = secrets(project)
+    errors = _server_killed_under(profile, project, argv, lock, point, restart=False)
+    check_after_kill(project, known)
+
+    again = run_cli(argv, project)
+    assert again.returncode == 0, again.stderr
+    check_environment(profile, project, ["tester123"])
+    check_clean(project, known)
+    one_error(errors)
+
+
 def test_server_killed_under_an_import_loses_nothing(fresh_tester, tmp_path: Path) -> None:
     profile, project = fresh_tester
     document = _exported(profile, project, tmp_path)
@@ -1350,33 +1365,17 @@ def test_server_killed_under_an_import_loses_nothing(fresh_tester, tmp_path: Pat
 def test_server_killed_under_a_restore_loses_nothing(fresh_tester) -> None:
     profile, project = fresh_tester
     archive = _restorable(profile, project)
-    known = secrets(project)
     lock, point = _restore_points(profile, project)["restore-sql"]
-    errors = _server_killed_under(profile, project, restore_cli(archive), lock, point, restart=False)
-    check_after_kill(project, known)
-
-    again = run_cli(restore_cli(archive), project)
-    assert again.returncode == 0, again.stderr
-    check_environment(profile, project, ["tester123"])
-    check_clean(project, known)
-    one_error(errors)
+    _killed_then_finished_by_the_next_run(profile, project, restore_cli(archive), lock, point)
 
 
 def test_server_killed_under_a_migration_loses_nothing(fresh_tester) -> None:
     profile, project = fresh_tester
     with connection.engine(owner(profile, project)) as eng, eng.begin() as conn:
         schema.downgrade(conn, project.migrations_dir, "0001")
-    known = secrets(project)
     lock = Lock(owner(profile, project), "LOCK TABLE alpha_users IN ACCESS SHARE MODE")
     point = waiting_at("ALTER TABLE alpha_users ENABLE ROW LEVEL SECURITY", lambda: admin(profile, project))
-    errors = _server_killed_under(profile, project, setup_cli("tester"), lock, point, restart=False)
-    check_after_kill(project, known)
-
-    again = run_cli(setup_cli("tester"), project)  # it starts the server itself
-    assert again.returncode == 0, again.stderr
-    check_environment(profile, project, ["tester123"])
-    check_clean(project, known)
-    one_error(errors)
+    _killed_then_finished_by_the_next_run(profile, project, setup_cli("tester"), lock, point)
 
 
 def test_server_killed_under_a_delete_user_loses_nothing(fresh_tester) -> None:

@@ -63,6 +63,15 @@ class Target:
         return f"postgresql://{self.user}:***@{host}{port}/{self.dbname}"
 
 
+def tls_mode(sslmode: str, *, variable: str, environment: str, required: str) -> str:
+    """Return a hosted URL's sslmode (required when it names none); one that allows a plain connection is refused."""
+    sslmode = sslmode or required
+    if sslmode in PLAIN_SSLMODES:
+        raise UsageError(f"{variable} asks for sslmode={sslmode}, but environment {environment!r} requires TLS; "
+                         f"use sslmode={required}")
+    return sslmode
+
+
 def target_from_url(url: str, *, environment: str, variable: str, default_dbname: str, required_sslmode: str,
                     sslrootcert: str | None = None) -> Target:
     """Return the Target of a hosted database's URL; TLS is required whatever the URL says.
@@ -81,12 +90,8 @@ def target_from_url(url: str, *, environment: str, variable: str, default_dbname
     if port and (not port.isdigit() or not 0 < int(port) < 65536):
         raise UsageError(f"{variable} is not a valid PostgreSQL URL (its port is not a number from 1 to 65535); "
                          "use postgresql://user:password@host:port/dbname")
-    sslmode = str(params.get("sslmode") or required_sslmode)
-    if sslmode in PLAIN_SSLMODES:
-        raise UsageError(
-            f"{variable} asks for sslmode={sslmode}, but environment {environment!r} requires TLS; "
-            f"use sslmode={required_sslmode}"
-        )
+    sslmode = tls_mode(str(params.get("sslmode") or ""), variable=variable, environment=environment,
+                       required=required_sslmode)
     return Target(
         environment=environment,
         host=str(params.get("host") or "localhost"),
