@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -65,3 +66,24 @@ def test_all_with_worker_processes_keeps_the_order_and_skips_what_git_tracks_but
     assert one.skipped == ("blob.bin",) and len(one.scanned) == 40
     assert {"gone.md", "link.md", "environments/fake.yaml", "environments/dev.yaml"}.isdisjoint(one.scanned)
     assert [f.path for f in one.findings] == sorted(f.path for f in one.findings) and len(one.findings) > 20
+
+
+def test_a_file_that_grows_after_its_size_was_taken_is_read_to_its_end(tmp_path) -> None:
+    path = tmp_path / "notes.md"
+    path.write_bytes(b"first line\n")
+    opened = runner._open_target(path, True)
+    assert opened is not None
+    fd, size = opened
+    try:
+        with open(path, "ab") as more:
+            more.write(b"Christian wrote this after the audit looked\n")
+        assert runner._read_to_end(fd, size) == b"first line\nChristian wrote this after the audit looked\n"
+    finally:
+        os.close(fd)
+    empty = tmp_path / "empty.md"
+    empty.write_bytes(b"")
+    fd, size = runner._open_target(empty, True)
+    try:
+        assert (size, runner._read_to_end(fd, size)) == (0, b"")
+    finally:
+        os.close(fd)
