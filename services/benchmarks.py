@@ -8,6 +8,7 @@ docs/BENCHMARKS.md (between its markers), leaving the dated history below it as 
 
 from __future__ import annotations
 
+import compileall
 import os
 import subprocess
 import sys
@@ -43,13 +44,24 @@ def run_benchmark(name: str, runs: int | None = None) -> Measured:
     if runs is not None and takes_runs:
         argv += ["--runs", str(runs)]
     started = datetime.now()
+    compile_bytecode()
+    # A user's Python writes bytecode at the first run; with PYTHONDONTWRITEBYTECODE (some sandboxes set
+    # it) every start-up would compile what changed since, and the figures would measure the compiler.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     result = subprocess.run(argv, cwd=CODE_ROOT, stdout=subprocess.PIPE, stderr=None, text=True, check=False,
-                            env={**os.environ, "PYTHONPATH": str(CODE_ROOT)})
+                            env={**env, "PYTHONPATH": str(CODE_ROOT)})
     if result.returncode != 0:
         raise PiperError(f"benchmark {name} ({script}) failed with exit code {result.returncode}; "
                          f"run `python benchmarks/{script}` to see why")
     table = "\n".join(line for line in result.stdout.splitlines() if line.startswith("|"))
     return Measured(name, table, (datetime.now() - started).total_seconds())
+
+
+def compile_bytecode() -> None:
+    """Bring the project's bytecode up to date, as a user's first run of each command does."""
+    for folder in ("services", "scripts", "migrations", "benchmarks"):
+        compileall.compile_dir(CODE_ROOT / folder, quiet=1)
+    compileall.compile_file(CODE_ROOT / "tasks.py", quiet=1)
 
 
 def rewrite_latest(document: Path, measured: list[Measured], *, when: datetime | None = None) -> str:
