@@ -33,6 +33,7 @@ class Measured:
     name: str
     table: str
     seconds: float
+    started: datetime | None = None
 
 
 def run_benchmark(name: str, runs: int | None = None) -> Measured:
@@ -54,7 +55,7 @@ def run_benchmark(name: str, runs: int | None = None) -> Measured:
         raise PiperError(f"benchmark {name} ({script}) failed with exit code {result.returncode}; "
                          f"run `python benchmarks/{script}` to see why")
     table = "\n".join(line for line in result.stdout.splitlines() if line.startswith("|"))
-    return Measured(name, table, (datetime.now() - started).total_seconds())
+    return Measured(name, table, (datetime.now() - started).total_seconds(), started)
 
 
 def compile_bytecode() -> None:
@@ -65,16 +66,37 @@ def compile_bytecode() -> None:
 
 
 def rewrite_latest(document: Path, measured: list[Measured], *, when: datetime | None = None) -> str:
-    """Write the tables into document's latest-run section; return the section written."""
+    """Write the tables into document's latest-run section; return the section written.
+
+    `when` stands for the time a table was measured where its Measured does not say.
+
+    Each benchmark's table is replaced alone, with the time it was measured: `--only NAME` keeps the
+    latest tables of the others. Tables come in the order of BENCHMARKS; one of a benchmark no
+    longer known is dropped.
+    """
     text = document.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         raise UsageError(f"{document} has no {BEGIN} ... {END} section; add the two markers where the latest "
                          "run goes")
     when = when or datetime.now()
-    lines = [BEGIN, f"## Latest `invoke bench` run ({when:%Y-%m-%d %H:%M}, {os.cpu_count()} cores)", ""]
-    for item in measured:
-        lines += [f"### {item.name} ({item.seconds:.0f} s)", "", item.table, ""]
-    section = "\n".join(lines) + END
     before, rest = text.split(BEGIN, 1)
-    write_atomic(document, before + section + rest.split(END, 1)[1])
+    old, after = rest.split(END, 1)
+    tables = _tables(old)
+    for item in measured:
+        tables[item.name] = (f"### {item.name} ({item.seconds:.0f} s, {item.started or when:%Y-%m-%d %H:%M})\n\n"
+                             f"{item.table}\n")
+    lines = [BEGIN, f"## Latest `invoke bench` run of each benchmark ({os.cpu_count()} cores)", "",
+             "Each table is the latest run of its benchmark (`invoke bench --only NAME` replaces that one alone).", ""]
+    lines += [tables[name] for name in BENCHMARKS if name in tables]
+    section = "\n".join(lines) + END
+    write_atomic(document, before + section + after)
     return section
+
+
+def _tables(section: str) -> dict[str, str]:
+    # The section's tables by benchmark name: each from its "### name (...)" heading to the next.
+    tables: dict[str, str] = {}
+    for block in section.split("\n### ")[1:]:
+        name = block.split(" ", 1)[0].split("\n", 1)[0]
+        tables[name] = "### " + block.rstrip("\n") + "\n"
+    return tables

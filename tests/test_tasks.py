@@ -127,12 +127,19 @@ def test_bench_refuses_an_unknown_benchmark_and_rewrites_only_its_own_section(tm
     assert unknown.stderr == f"error: --only names no benchmark (nosuch); choose from {', '.join(benchmarks.BENCHMARKS)}\n"
     assert {"startup", "setup", "audit", "user-data", "env", "doctor", "onboard"} <= set(benchmarks.BENCHMARKS)
     document = tmp_path / "BENCHMARKS.md"
-    document.write_text(f"# Benchmarks\n\nintro\n\n{benchmarks.BEGIN}\nold\n{benchmarks.END}\n\n## history\nkept\n")
+    document.write_text(f"# Benchmarks\n\nintro\n\n{benchmarks.BEGIN}\n## Latest\n\n"
+                        "### hook (5 s, 2026-11-30 08:00)\n\n| hook | old but latest |\n\n"
+                        "### setup (4 s, 2026-11-30 08:00)\n\n| setup | stale |\n\n"
+                        f"### gone (1 s)\n\n| a benchmark no longer known |\n{benchmarks.END}\n\n## history\nkept\n")
     measured = [benchmarks.Measured("setup", "| what | median |\n|---|---|\n| x | 1 s |", 3.0)]
     benchmarks.rewrite_latest(document, measured, when=datetime(2026, 12, 1, 9, 0))
     text = document.read_text()
-    assert "old" not in text and "## history\nkept\n" in text and text.startswith("# Benchmarks\n\nintro\n")
-    assert "## Latest `invoke bench` run (2026-12-01 09:00" in text and "| x | 1 s |" in text
+    assert "## history\nkept\n" in text and text.startswith("# Benchmarks\n\nintro\n")
+    # --only setup: its table is replaced, with when it ran; the latest hook table stays, in BENCHMARKS order.
+    section = text.split(benchmarks.BEGIN, 1)[1].split(benchmarks.END, 1)[0]
+    assert "| setup | stale |" not in section and "no longer known" not in section
+    assert section.index("### setup (3 s, 2026-12-01 09:00)\n\n| what | median |\n|---|---|\n| x | 1 s |\n") < \
+        section.index("### hook (5 s, 2026-11-30 08:00)\n\n| hook | old but latest |\n")
     (tmp_path / "plain.md").write_text("no markers\n")
     with pytest.raises(UsageError, match="has no <!-- bench:latest:begin -->"):
         benchmarks.rewrite_latest(tmp_path / "plain.md", measured)
