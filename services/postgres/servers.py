@@ -23,7 +23,7 @@ from pathlib import Path
 
 from services.errors import ClusterError
 from services.files import write_atomic
-from services.postgres import binaries, server_account
+from services.postgres import binaries, processes, server_account
 from services.profiles import Profile
 from services.project import Project
 
@@ -320,18 +320,12 @@ def _lock_owner(lock_file: Path) -> tuple[int | None, bool]:
     except (IndexError, ValueError):
         # A half-written file: the postmaster is starting, or died while writing it.
         return None, True
-    import psutil
-
     try:
-        process = psutil.Process(pid)
-        created = process.create_time()
-        name = process.name()
-        zombie = process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return None, True
-    except psutil.AccessDenied:
+        process = processes.facts(pid)
+    except PermissionError:
         return pid, False
-    if zombie or ("postgres" not in name and "postmaster" not in name) or abs(created - started) > 5:
+    if process is None or process.zombie or abs(process.created - started) > 5 or (
+            "postgres" not in process.name and "postmaster" not in process.name):
         return None, True
     return pid, False
 
@@ -373,21 +367,8 @@ def remove_leftovers(parent: Path, pattern: str) -> None:
     creates, never by a PID alone.
     """
     for leftover in parent.glob(pattern):
-        _kill_processes_using(leftover)
+        processes.kill_processes_using(leftover)
         shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _kill_processes_using(staging: Path) -> None:
-    import psutil
-
-    needle = str(staging)
-    for process in psutil.process_iter(["cmdline"]):
-        try:
-            if any(needle in part for part in process.info["cmdline"] or ()):
-                process.kill()
-                process.wait(timeout=10)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.TimeoutExpired):
-            continue
 
 
 def _log_size(server: Server) -> int:
