@@ -18,4 +18,6 @@ Modules, each importing only those listed before it:
 - clients: client tools on a running server: pg_dump and pg_restore, with the password in a
   private PGPASSFILE.
 - psql_sessions: a psql process driven statement by statement through a pipe.
+- psql_terminal: the server's own psql on the caller's terminal (`invoke psql`).
+- single_user: PostgreSQL's single-user mode, the way back into a cluster whose passwords are lost.
 """
