@@ -116,6 +116,9 @@ def _show_plan(plan: onboarding.OnboardingPlan) -> None:
     for script, argv in plan.steps.steps:
         print(f"  - run its setup step `invoke {commands.get(script, script)} {' '.join(argv)}`", file=sys.stderr)
     print(f"  - check isolation as `invoke verify-isolation --env {profile.name}` does", file=sys.stderr)
+    if plan.stopped:
+        print(f"  (the server of {profile.name} is not running: what it holds for {plan.username} is checked once "
+              "setup has started it, before the import and the steps)", file=sys.stderr)
 
 
 def _show_import(plan: onboarding.OnboardingPlan) -> None:

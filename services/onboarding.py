@@ -82,6 +82,9 @@ class OnboardingPlan:
     found: Found | None
     """What the database held when planned; None when its server was not running (not known yet)."""
     allow_branch_mismatch: bool = False
+    stopped: bool = False
+    """The environment has a cluster whose server was not running when planned: what it holds for the
+    tester is checked once setup has started it, before the import and the steps."""
 
     @property
     def in_place(self) -> bool:
@@ -183,8 +186,9 @@ def plan_onboarding(profile: Profile, project: Project, username: str, email: st
     import_plan = None
     if data is not None and data.kind == "export":
         import_plan = _plan_import(profile, project, data, username, email, mode, known=found is not None)
+    stopped = found is None and not profile.hosted and (servers.locate(profile, project).data_dir / "PG_VERSION").exists()
     return OnboardingPlan(tester, project, username, email, data, step_plan, import_plan, found,
-                          allow_branch_mismatch)
+                          allow_branch_mismatch, stopped)
 
 
 def run_onboarding(plan: OnboardingPlan, run_step: steps.StepRunner, progress: Progress) -> OnboardingResult:
@@ -196,6 +200,8 @@ def run_onboarding(plan: OnboardingPlan, run_step: steps.StepRunner, progress: P
     progress("setup", None)
     report = setup.setup_environment(profile, project, allow_branch_mismatch=plan.allow_branch_mismatch)
     progress("setup", report)
+    if plan.found is None:
+        _check_now(plan)
     imported = None
     if plan.import_plan is not None and plan.data is not None:
         progress("import", None)
@@ -228,6 +234,19 @@ def _plan_import(profile: Profile, project: Project, data: DataFile, username: s
     return imports.ImportPlan(profile.name, store.table_for(profile), username, email, "create", document,
                               document.preferences, document.learning_data,
                               documents.changed_keys({}, document.preferences))
+
+
+def _check_now(plan: OnboardingPlan) -> None:
+    """Check the answers against the database once setup has started its server (it was not running when
+    onboard asked), before the import and the steps write anything."""
+    profile = plan.profile
+    personal = plan.data.personal if plan.data is not None else None
+    try:
+        _check_found(profile, plan.username, plan.email, plan.data,
+                     _look_up(profile, plan.project, plan.username, plan.email, personal))
+    except UsageError as exc:
+        raise UsageError(f"{exc} (checked once setup had started the server of {profile.name}, which was not "
+                         "running when onboard asked; nothing else was changed)") from None
 
 
 def _apply_import(plan: OnboardingPlan) -> imports.ImportResult | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 from services import envfile
@@ -192,6 +193,37 @@ def test_two_db_starts_at_once_take_one_automatic_backup(fresh_tester) -> None:
     assert [run.returncode for run in runs] == [0, 0, 0], outputs
     assert sum("automatic backup" in out for out, _ in outputs) == 1
     assert len(list((project.root / "backups" / "tester").glob("*.dump"))) == 1
+
+
+def test_a_long_restore_shows_progress_on_a_terminal(fresh_tester) -> None:
+    import pexpect
+    from psycopg.types.json import Jsonb
+
+    from tests.support.cli import spawn_in_terminal
+    from tests.support.databases import connect
+
+    profile, project = fresh_tester
+    # Enough SQL (2 MB of preferences) that the restore's pipes fill while psql waits on the lock below.
+    with connect(profile, project, role="owner") as conn:
+        conn.execute("UPDATE alpha_users SET preferences = %s WHERE username = 'tester123'",
+                     (Jsonb({"notes": ["fake note %07d" % n for n in range(120_000)]}),))
+        conn.commit()
+    assert _invoke(project, "db-backup").returncode == 0
+    with connect(profile, project, role="owner") as conn:
+        # The safety backup may read the table (ACCESS SHARE); the restore's first DROP must wait.
+        conn.execute("LOCK TABLE alpha_users IN ACCESS SHARE MODE")
+        child = spawn_in_terminal([*INVOKE, "db-restore", "--yes", "--env", "tester"], project)
+        child.expect("tester: restoring ", timeout=60)
+        time.sleep(2)  # longer than the progress line's one-second delay
+        conn.rollback()
+        child.expect(r"restore: +[0-9]+%\|[^|]*\| [0-9]+/[0-9]+ \[", timeout=60)  # tables done of total
+    child.expect(r"tester: restored ")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    with connect(profile, project, role="owner") as conn:
+        notes = conn.execute("SELECT jsonb_array_length(preferences->'notes') FROM alpha_users").fetchall()
+    assert notes == [(120_000,)]
 
 
 def test_a_long_backup_shows_progress_on_a_terminal(fresh_tester) -> None:

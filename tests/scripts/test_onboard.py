@@ -120,3 +120,53 @@ def test_an_export_is_imported_with_import_users_consent_screen(project, tmp_pat
     assert f"  action: create user {NAME} ({EMAIL})" in result.stderr
     assert f"imported {NAME} into tester from me.json (create): id " in result.stdout
     assert user_row(profile, project, NAME) == (EMAIL, {})
+
+
+def test_with_the_server_stopped_when_it_asks_the_answers_are_checked_once_setup_has_started_it(
+        project, tmp_path) -> None:
+    first = _onboard(project, "--username", NAME, "--email", EMAIL, "--no-import", "--yes")
+    assert first.returncode == 0, first.stderr
+    profile = load_profile("tester", project)
+    export = tmp_path / "me.json"
+    exported = run_cli([*INVOKE, "export-user", "--env", "tester", "--username", NAME, "--output", str(export)],
+                       project)
+    assert exported.returncode == 0, exported.stderr
+
+    def stopped_then(*flags: str):  # type: ignore[no-untyped-def]
+        stopped = run_cli([*INVOKE, "db-stop", "--env", "tester"], project)
+        assert stopped.returncode == 0, stopped.stderr
+        return _onboard(project, *flags, "--yes")
+
+    # Another user's email: refused in one line once the server runs, before any step creates a user.
+    clash = stopped_then("--username", "fake.second", "--email", EMAIL, "--no-import")
+    assert "(the server of tester is not running: what it holds for fake.second is checked once setup has " \
+           "started it" in clash.stderr
+    assert clash.returncode == 2
+    assert clash.stderr.splitlines()[-1] == (
+        f"error: email '{EMAIL}' already belongs to user '{NAME}' in tester; choose another email (checked once "
+        "setup had started the server of tester, which was not running when onboard asked; nothing else was "
+        "changed)")
+    assert "failed (exit" not in clash.stderr and user_row(profile, project, "fake.second") is None
+
+    # The same export again: nothing to import, nothing changed.
+    same = stopped_then("--username", NAME, "--email", EMAIL, "--data", str(export))
+    assert same.returncode == 0, same.stderr
+    assert f"user {NAME} already exists in tester" in same.stdout and "imported" not in same.stdout
+
+    # The user holds other data than the export now: the import consented to was a create; it is refused.
+    data = tmp_path / "mine.json"
+    data.write_text(json.dumps({"piper_personal_data": 1, "username": NAME, "preferences": {"tone": "plain"}}))
+    migrated = run_cli([*INVOKE, "migrate-personal-data", "--env", "tester", "--username", NAME, "--data-file",
+                        str(data)], project)
+    assert migrated.returncode == 0, migrated.stderr
+    other = stopped_then("--username", NAME, "--email", EMAIL, "--data", str(export))
+    assert other.returncode == 1
+    assert other.stderr.splitlines()[-1] == (f"error: user '{NAME}' already exists in tester (its server was not "
+                                             "running when onboard asked); run onboard again to see what the "
+                                             "import would change")
+    assert user_row(profile, project, NAME) == (EMAIL, {"tone": "plain"})
+    # Run again, the server running: import-user's own answer, with what to pass.
+    again = _onboard(project, "--username", NAME, "--email", EMAIL, "--data", str(export), "--yes")
+    assert again.returncode == 1
+    assert _one_line(again.stderr).startswith(f"error: user '{NAME}' already exists in tester with other data than "
+                                              "me.json; pass --merge")
