@@ -16,15 +16,16 @@ def run_bench(args: argparse.Namespace) -> int:
     if unknown or not names:
         raise UsageError(f"--only names no benchmark ({', '.join(unknown) or 'none'}); choose from "
                          f"{', '.join(benchmarks.BENCHMARKS)}")
-    measured = []
+    document = CODE_ROOT / "docs" / "BENCHMARKS.md"
+    section = ""
     for name in names:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
-        measured.append(benchmarks.run_benchmark(name, args.runs))
-    if args.dry_run:
-        for item in measured:
+        item = benchmarks.run_benchmark(name, args.runs)
+        if args.dry_run:
             print(f"### {item.name}\n\n{item.table}\n")
-        return 0
-    document = CODE_ROOT / "docs" / "BENCHMARKS.md"
-    print(benchmarks.rewrite_latest(document, measured))
-    print(f"bench: {document.relative_to(CODE_ROOT)} rewritten ({', '.join(names)})", file=sys.stderr)
+        else:  # each table as soon as it is measured: a benchmark that fails later loses none of them
+            section = benchmarks.rewrite_latest(document, [item])
+    if not args.dry_run:
+        print(section)
+        print(f"bench: {document.relative_to(CODE_ROOT)} rewritten ({', '.join(names)})", file=sys.stderr)
     return 0
