@@ -44,8 +44,8 @@ def run_benchmark(name: str, runs: int | None = None) -> Measured:
     argv = [sys.executable, str(CODE_ROOT / "benchmarks" / script)]
     if runs is not None and takes_runs:
         argv += ["--runs", str(runs)]
-    started = datetime.now()
     compile_bytecode()
+    started = datetime.now()
     # A user's Python writes bytecode at the first run; with PYTHONDONTWRITEBYTECODE (some sandboxes set
     # it) every start-up would compile what changed since, and the figures would measure the compiler.
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
@@ -55,14 +55,16 @@ def run_benchmark(name: str, runs: int | None = None) -> Measured:
         raise PiperError(f"benchmark {name} ({script}) failed with exit code {result.returncode}; "
                          f"run `python benchmarks/{script}` to see why")
     table = "\n".join(line for line in result.stdout.splitlines() if line.startswith("|"))
+    if not table:
+        raise PiperError(f"benchmark {name} ({script}) printed no table; run `python benchmarks/{script}` to see why")
     return Measured(name, table, (datetime.now() - started).total_seconds(), started)
 
 
-def compile_bytecode() -> None:
+def compile_bytecode(root: Path = CODE_ROOT) -> None:
     """Bring the project's bytecode up to date, as a user's first run of each command does."""
     for folder in ("services", "scripts", "migrations", "benchmarks"):
-        compileall.compile_dir(CODE_ROOT / folder, quiet=1)
-    compileall.compile_file(CODE_ROOT / "tasks.py", quiet=1)
+        compileall.compile_dir(root / folder, quiet=1)
+    compileall.compile_file(root / "tasks.py", quiet=1)
 
 
 def rewrite_latest(document: Path, measured: list[Measured], *, when: datetime | None = None) -> str:

@@ -186,7 +186,8 @@ def plan_onboarding(profile: Profile, project: Project, username: str, email: st
     import_plan = None
     if data is not None and data.kind == "export":
         import_plan = _plan_import(profile, project, data, username, email, mode, known=found is not None)
-    stopped = found is None and not profile.hosted and (servers.locate(profile, project).data_dir / "PG_VERSION").exists()
+    server = None if profile.hosted else servers.locate(profile, project)
+    stopped = server is not None and (server.data_dir / "PG_VERSION").exists() and not servers.state(server).running
     return OnboardingPlan(tester, project, username, email, data, step_plan, import_plan, found,
                           allow_branch_mismatch, stopped)
 
@@ -237,16 +238,18 @@ def _plan_import(profile: Profile, project: Project, data: DataFile, username: s
 
 
 def _check_now(plan: OnboardingPlan) -> None:
-    """Check the answers against the database once setup has started its server (it was not running when
-    onboard asked), before the import and the steps write anything."""
+    """Check the answers against the database once setup has run (its server was not running when onboard
+    asked, or the database could not be read then), before the import and the steps write anything."""
     profile = plan.profile
     personal = plan.data.personal if plan.data is not None else None
     try:
         _check_found(profile, plan.username, plan.email, plan.data,
                      _look_up(profile, plan.project, plan.username, plan.email, personal))
     except UsageError as exc:
-        raise UsageError(f"{exc} (checked once setup had started the server of {profile.name}, which was not "
-                         "running when onboard asked; nothing else was changed)") from None
+        then = ("once setup had started the server of {0}, which was not running when onboard asked" if plan.stopped
+                else "once setup had run: the database of {0} could not be read when onboard asked")
+        raise UsageError(f"{exc} (checked {then.format(profile.name)}; the import and the setup steps were not "
+                         "run)") from None
 
 
 def _apply_import(plan: OnboardingPlan) -> imports.ImportResult | None:

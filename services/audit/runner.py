@@ -304,9 +304,9 @@ def _scan_batch(scanner: Scanner, batch: _Batch) -> _Outcome:
                 opened = _open_target(target.path, target.tracked)
                 if opened is None:
                     continue
-                fd, size = opened
+                fd, file_size = opened
                 try:
-                    if size > BATCH_BYTES // 4:
+                    if file_size > BATCH_BYTES // 4:
                         flush()
                         with open(fd, "rb", closefd=False) as stream:
                             found = list(scanner.scan_stream(stream, target.label, check_binary=not target.text))
@@ -315,7 +315,7 @@ def _scan_batch(scanner: Scanner, batch: _Batch) -> _Outcome:
                         outcome.findings.extend(found)
                         outcome.scanned.append(target.label)
                         continue
-                    content = _read_to_end(fd, size)
+                    content = _read_to_end(fd, file_size)
                 finally:
                     os.close(fd)
             except BinaryFile:
@@ -349,7 +349,7 @@ def _open_target(path: Path | str, tracked: bool) -> tuple[int, int] | None:
     """
     if not tracked:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        info = os.fstat(fd)
+        info = _fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             os.close(fd)
             if stat.S_ISDIR(info.st_mode):
@@ -365,11 +365,20 @@ def _open_target(path: Path | str, tracked: bool) -> tuple[int, int] | None:
         if exc.errno == errno.ELOOP:  # O_NOFOLLOW on a symlink
             return None
         raise
-    info = os.fstat(fd)
+    info = _fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         return None
     return fd, info.st_size
+
+
+def _fstat(fd: int) -> os.stat_result:
+    # The descriptor is closed if even this fails: the caller only ever gets it back open.
+    try:
+        return os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _read_to_end(fd: int, size: int) -> bytes:

@@ -213,13 +213,15 @@ def test_a_long_restore_shows_progress_on_a_terminal(fresh_tester) -> None:
         # The safety backup may read the table (ACCESS SHARE); the restore's first DROP must wait.
         conn.execute("LOCK TABLE alpha_users IN ACCESS SHARE MODE")
         child = spawn_in_terminal([*INVOKE, "db-restore", "--yes", "--env", "tester"], project)
-        child.expect("tester: restoring ", timeout=60)
-        time.sleep(2)  # longer than the progress line's one-second delay
-        conn.rollback()
-        child.expect(r"restore: +[0-9]+%\|[^|]*\| [0-9]+/[0-9]+ \[", timeout=60)  # tables done of total
-    child.expect(r"tester: restored ")
-    child.expect(pexpect.EOF)
-    child.close()
+        try:
+            child.expect("tester: restoring ", timeout=60)
+            time.sleep(2)  # longer than the progress line's one-second delay
+            conn.rollback()
+            child.expect(r"restore: +[0-9]+%\|[^|]*\| [0-9]+/[0-9]+ \[", timeout=60)  # tables done of total
+            child.expect(r"tester: restored ")
+            child.expect(pexpect.EOF)
+        finally:
+            child.close(force=True)
     assert child.exitstatus == 0
     with connect(profile, project, role="owner") as conn:
         notes = conn.execute("SELECT jsonb_array_length(preferences->'notes') FROM alpha_users").fetchall()
@@ -237,11 +239,13 @@ def test_a_long_backup_shows_progress_on_a_terminal(fresh_tester) -> None:
     with connect(profile, project, role="owner") as conn:
         conn.execute("LOCK TABLE alpha_users IN ACCESS EXCLUSIVE MODE")
         child = spawn_in_terminal([*INVOKE, "db-backup", "--env", "tester"], project)
-        child.expect(r"backup: +0%\|[^|]*\| 0/6 \[", timeout=60)  # tqdm: tables done of total, then the bytes
-        child.expect(r"tables/s, [0-9.]+ (B|KB|MB)\]", timeout=10)
-        conn.rollback()
-    child.expect("backed up to ")
-    child.expect(r"\(verified\)")
-    child.expect(pexpect.EOF)
-    child.close()
+        try:
+            child.expect(r"backup: +0%\|[^|]*\| 0/6 \[", timeout=60)  # tqdm: tables done of total, then the bytes
+            child.expect(r"tables/s, [0-9.]+ (B|KB|MB)\]", timeout=10)
+            conn.rollback()
+            child.expect("backed up to ")
+            child.expect(r"\(verified\)")
+            child.expect(pexpect.EOF)
+        finally:
+            child.close(force=True)
     assert child.exitstatus == 0

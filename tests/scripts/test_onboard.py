@@ -144,8 +144,8 @@ def test_with_the_server_stopped_when_it_asks_the_answers_are_checked_once_setup
     assert clash.returncode == 2
     assert clash.stderr.splitlines()[-1] == (
         f"error: email '{EMAIL}' already belongs to user '{NAME}' in tester; choose another email (checked once "
-        "setup had started the server of tester, which was not running when onboard asked; nothing else was "
-        "changed)")
+        "setup had started the server of tester, which was not running when onboard asked; the import and the "
+        "setup steps were not run)")
     assert "failed (exit" not in clash.stderr and user_row(profile, project, "fake.second") is None
 
     # The same export again: nothing to import, nothing changed.

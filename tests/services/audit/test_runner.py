@@ -87,3 +87,25 @@ def test_a_file_that_grows_after_its_size_was_taken_is_read_to_its_end(tmp_path)
         assert (size, runner._read_to_end(fd, size)) == (0, b"")
     finally:
         os.close(fd)
+
+
+def test_many_small_files_are_scanned_a_few_mib_at_a_time_and_found_where_they_are(tmp_path) -> None:
+    # Git-tracked files are planned at 4 KiB each, so one batch may hold hundreds of files up to 1 MiB: they
+    # must reach the scanner in buffers of about BATCH_BYTES, never all at once.
+    names = []
+    for n in range(12):
+        path = tmp_path / f"notes{n:02d}.md"
+        path.write_bytes(b"plain words\n" * 75_000 + (b"Christian\n" if n == 11 else b""))
+        names.append(str(path))
+    seen: list[int] = []
+
+    class Recording(scanner.Scanner):
+        def scan_buffers(self, items):  # type: ignore[no-untyped-def]
+            seen.append(sum(len(content) for _, content in items))
+            return super().scan_buffers(items)
+
+    rules = audit.load_rules(Project(tmp_path), profiles=False, terms=audit.parse_terms("Christian"))
+    batch = runner._Batch(tuple(audit.ScanTarget(name, name, tracked=True) for name in names))
+    outcome = runner._scan_batch(Recording(rules.rules), batch)
+    assert len(seen) == 3 and max(seen) < runner.BATCH_BYTES + (1 << 20), seen
+    assert [(f.path, f.line) for f in outcome.findings] == [(names[11], 75_001)]
