@@ -117,29 +117,34 @@ def partial_path(path: Path) -> Path:
 
 
 def sweep_partials(directory: Path, name: str) -> None:
-    """Remove the partial files of name (a glob, e.g. "*.dump") in directory that killed processes left.
+    """Remove the partial files of name (a glob, e.g. "*.dump") in directory that killed processes left."""
+    for candidate in orphaned_partials(directory, name):
+        candidate.unlink(missing_ok=True)
+
+
+def orphaned_partials(directory: Path, name: str = "*") -> list[Path]:
+    """Return the partial files of name (a glob) in directory whose writer is gone, sorted.
 
     A partial file is `.NAME.PID.partial` or `.NAME.PID.RANDOM.partial`: it carries the PID of
     the process writing it, is left alone while that process lives, and is removed once it is
     gone (kill -9 runs no clean-up of its own).
     """
     try:
-        candidates = list(Path(directory).glob(f".{name}.*.partial"))
+        candidates = sorted(Path(directory).glob(f".{name}.*.partial"))
     except OSError:
-        return
-    for candidate in candidates:
-        parsed = _PARTIAL.fullmatch(candidate.name)
-        if parsed and not _alive(int(parsed["pid"])):
-            candidate.unlink(missing_ok=True)
+        return []
+    return [path for path in candidates
+            if (parsed := _PARTIAL.fullmatch(path.name)) and not process_alive(int(parsed["pid"]))]
 
 
 _PARTIAL = re.compile(r"\.(?P<name>.+?)\.(?P<pid>\d+)(?:\.[^.]+)?\.partial")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Return True when a process with this PID exists (another account's included)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # gone, or no PID at all (more digits than a pid_t holds)
         return False
     except PermissionError:
         return True  # another account's process

@@ -7,9 +7,8 @@ import os
 import stat
 from datetime import UTC, datetime
 
-from services import connection_info, db_backups, envfile, gitinfo
+from services import connection_info, db_backups, envfile, files, gitinfo
 from services.doctor.checks import Check, fail, ok, warn
-from services.doctor.local import partial_files
 from services.errors import PiperError
 from services.profiles import Profile
 from services.project import Project
@@ -95,7 +94,7 @@ def partial_checks(project: Project, env_names: list[str]) -> list[Check]:
     folders = [project.root, project.config_dir, project.data_root] + [project.root / "backups" / n for n in env_names]
     checks = []
     for folder in folders:
-        for path in partial_files(folder):
+        for path in files.orphaned_partials(folder):
             checks.append(warn("leftovers", f"{path}: a partial file a killed command left",
                                f"remove it: `rm {path}` (the next command writing beside it would too)"))
     return checks

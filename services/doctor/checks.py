@@ -7,8 +7,6 @@ finds: a broken state is its answer, with the fix.
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -65,23 +63,6 @@ class Context:
         if bin_dir not in self.versions:
             self.versions[bin_dir] = binaries.major_version(bin_dir)
         return self.versions[bin_dir]
-
-
-#: A partial file as services/files.py names it: `.NAME.PID.partial` or `.NAME.PID.RANDOM.partial`.
-PARTIAL = re.compile(r"\.(?P<name>.+?)\.(?P<pid>\d+)(?:\.[^.]+)?\.partial")
-
-
-def alive(pid: int) -> bool:
-    """Return True when a process with this PID exists (another account's included)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OverflowError:
-        return False
-    return True
 
 
 def size_text(size: int) -> str:

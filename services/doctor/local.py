@@ -8,9 +8,9 @@ import os
 import socket
 import stat
 import sys
-from pathlib import Path
 
-from services.doctor.checks import PARTIAL, Check, Context, alive, fail, ok, warn
+from services import files
+from services.doctor.checks import Check, Context, fail, ok, warn
 from services.errors import ClusterError, PiperError
 from services.postgres import data_dirs, servers
 from services.profiles import Profile
@@ -199,7 +199,7 @@ def leftover_checks(profile: Profile, server: servers.Server) -> list[Check]:
     checks = []
     for kind, path in sorted(found):
         pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and alive(int(pid)):
+        if pid.isdigit() and files.process_alive(int(pid)):
             continue  # a command at work right now
         what = {"initdb": "a cluster copy a killed setup left", "deleting": "a cluster a killed teardown set aside",
                 "link": "a link a killed setup left"}[kind]
@@ -217,17 +217,3 @@ def server_facts(profile: Profile, context: Context) -> tuple[servers.Server, se
     except PiperError as exc:
         return fail("server", f"cannot look at the server: {exc}", f"see the message; then `invoke setup --env "
                     f"{profile.name}`")
-
-
-def partial_files(folder: Path) -> list[Path]:
-    """Return the partial files (`.NAME.PID*.partial`) in folder whose writer is gone."""
-    try:
-        candidates = sorted(folder.glob(".*.partial"))
-    except OSError:
-        return []
-    left = []
-    for path in candidates:
-        parsed = PARTIAL.fullmatch(path.name)
-        if parsed and not alive(int(parsed["pid"])):
-            left.append(path)
-    return left

@@ -46,6 +46,11 @@ def test_a_partial_file_is_private_until_complete_and_a_killed_writers_is_swept(
     assert not dead.exists() and alive.exists()
     sweep_partials(tmp_path, "other")
     assert alive.exists()
+    # A name whose "PID" has more digits than any process ID can hold names no live writer: it goes too.
+    overlong = tmp_path / ".export.json.99999999999999999999.partial"
+    overlong.write_text("personal data")
+    write_atomic(target, "{}", mode=0o600)
+    assert not overlong.exists() and alive.exists()
 
 
 def test_only_a_bounded_regular_file_is_read(tmp_path: Path) -> None:
