@@ -132,8 +132,7 @@ def _back_up_before_downgrade(profile: Profile, project: Project) -> None:
 
     server = servers.prepare(profile, project)
     data_dirs.check_owner(server)
-    taken = db_backups.backup_database(profile, project, server, kind="pre-downgrade")
-    db_backups.rotate_backups(profile, project, protect=(taken.path,))
+    taken, _ = db_backups.take_backup(profile, project, server, kind="pre-downgrade")
     print(f"{profile.name}: database backed up to {taken.path} (pre-downgrade; `invoke db-restore --pick 1 --env "
           f"{profile.name}` brings it back)", file=sys.stderr)
 

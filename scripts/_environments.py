@@ -163,7 +163,7 @@ def run_db_backup(args: argparse.Namespace) -> int:
     with _ProgressLine() as progress:
         result = lifecycle.backup_environment(profile, project, plain=args.format == "plain", progress=progress)
     print(f"{profile.name}: backed up to {result.archive} (verified)")
-    if result.backup is not None and result.backup.plain:
+    if result.backup.plain:
         print(f"  plain SQL for other tools (db-restore reads the .dump archives); read by {db_backups.PLAIN_READERS}")
     _print_rotated(profile, result)
     return 0
@@ -190,15 +190,14 @@ def run_db_restore(args: argparse.Namespace) -> int:
                          f"Replace the database of {profile.name!r} with {what} (a backup is taken first)?",
                          yes=args.yes)
     with _ProgressLine() as progress:
-        result = lifecycle.restore_environment(profile, project, chosen.path, from_env=args.from_env, confirmed=True,
+        result = lifecycle.restore_environment(profile, project, chosen, from_env=args.from_env, confirmed=True,
                                                progress=progress)
     print(f"{profile.name}: backed up the database first to {result.backup_before} (pre-restore; "
           f"`invoke db-restore --pick 1 --env {profile.name}` undoes this restore)")
     print(f"{profile.name}: restored {result.archive}")
     for change in result.changes:
         print(f"  - {change}")
-    for path in result.rotated_out:
-        print(f"  - rotated out {path.name} (backups: policy in {profile.source.name})")
+    _print_rotated(profile, result)
     return 0
 
 
@@ -216,7 +215,7 @@ def _auto_backup(profile: Profile, project: Project) -> None:
         _print_rotated(profile, result)
 
 
-def _print_rotated(profile: Profile, result: lifecycle.BackupResult) -> None:
+def _print_rotated(profile: Profile, result: lifecycle.BackupResult | lifecycle.RestoreResult) -> None:
     for path in result.rotated_out:
         print(f"  - rotated out {path.name} (backups: policy in {profile.source.name})")
 
@@ -252,7 +251,7 @@ def _size(size: int) -> str:
         if size < 1024 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
-    return str(size)
+    raise AssertionError("unreachable: the last unit always returns")
 
 
 class _ProgressLine:

@@ -71,12 +71,11 @@ class RestoreResult:
     backup_of_current: BackupResult | None
 
 
-def rotation_policy(project: Project, env: str | None = None) -> tuple[Rotation, str]:
+def rotation_policy(project: Project) -> tuple[Rotation, str]:
     """Return the project's rotation policy for PIPER.md backups and where it came from.
 
     PIPER.md is shared by every environment, so its policy is the project's: config/backup-policy.yaml
-    (tracked in git), or the built-in default when the project has none. `env` is accepted and
-    ignored (backup-config --env used to choose the selected environment's policy).
+    (tracked in git), or the built-in default when the project has none.
     """
     path = project.config_dir / POLICY_FILE
     if not path.exists() and not path.is_symlink():

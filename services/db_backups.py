@@ -30,7 +30,7 @@ from services import credentials
 from services.database import connection, roles, schema, stamp
 from services.errors import ClusterError, EnvironmentMismatchError, PiperError, UsageError
 from services.files import private_dir, read_regular_file, write_atomic, write_new
-from services.postgres import clients, servers
+from services.postgres import binaries, clients, servers
 from services.profiles import Profile
 from services.project import Project
 from services.rotation import plan_grouped_rotation
@@ -125,7 +125,8 @@ def backup_database(profile: Profile, project: Project, server: servers.Server, 
     destination = backup_dir(profile, project) / name
     _sweep_orphan_records(destination.parent)
     record: dict[str, Any] = {"kind": kind, "taken": taken.isoformat(), "format": "plain" if plain else "custom",
-                              "client_version": clients.client_version(server)}
+                              "client_version": binaries.program_major_version(server.bin_dir / "pg_dump")
+                              or "unknown"}
     record_path = _record_path(destination)
     with connection.connect(owner, autocommit=True) as conn:
         # The snapshot pg_dump reads: exported by this transaction, which stays open until it is done.
@@ -171,6 +172,14 @@ def newest_taken(profile: Profile, project: Project) -> datetime | None:
 def latest_restorable(backups: list[DatabaseBackup]) -> DatabaseBackup | None:
     """Return what `db-restore --latest` means: the newest archive db-restore reads that is no safety copy."""
     return next((b for b in backups if not b.safety and not b.plain), None)
+
+
+def take_backup(profile: Profile, project: Project, server: servers.Server, *, kind: str,
+                plain: bool = False, progress: clients.ProgressCallback | None = None
+                ) -> tuple[DatabaseBackup, list[DatabaseBackup]]:
+    """Take a backup of that kind, then rotate the old archives (never the one just taken); return both."""
+    taken = backup_database(profile, project, server, kind=kind, plain=plain, progress=progress)
+    return taken, rotate_backups(profile, project, protect=(taken.path,))
 
 
 def rotate_backups(profile: Profile, project: Project, *, dry_run: bool = False,

@@ -71,9 +71,7 @@ def teardown_environment(profile: Profile, project: Project, *, confirmed: bool,
             data_dirs.check_owner(server)
             server = _running_with_access(profile, project, server)
             if _database_exists(profile, project, server):
-                backup = db_backups.backup_database(profile, project, server, kind="pre-teardown",
-                                                    progress=progress).path
-                db_backups.rotate_backups(profile, project, protect=(backup,))
+                backup = db_backups.take_backup(profile, project, server, kind="pre-teardown", progress=progress)[0].path
         data_dirs.remove(server)
         changes: dict[str, str | None] = {credentials.password_key(profile.name, r): None for r in ("admin", "owner", "app")}
         changes.update(connection_info.deselect_changes(profile, project))  # PIPER_ENV and DATABASE_URL, if selected
@@ -84,20 +82,31 @@ def teardown_environment(profile: Profile, project: Project, *, confirmed: bool,
 
 @dataclass(frozen=True)
 class BackupResult:
-    archive: Path
+    backup: db_backups.DatabaseBackup
     rotated_out: tuple[Path, ...]
-    backup: db_backups.DatabaseBackup | None = None
     dropped_scratch: bool = False
+
+    @property
+    def archive(self) -> Path:
+        return self.backup.path
 
 
 @dataclass(frozen=True)
 class RestoreResult:
-    archive: Path
-    backup_before: Path
+    chosen: db_backups.DatabaseBackup
+    """The archive restored."""
+    before: db_backups.DatabaseBackup
+    """The safety copy taken first (kind pre-restore)."""
     changes: tuple[str, ...]
-    chosen: db_backups.DatabaseBackup | None = None
-    before: db_backups.DatabaseBackup | None = None
     rotated_out: tuple[Path, ...] = ()
+
+    @property
+    def archive(self) -> Path:
+        return self.chosen.path
+
+    @property
+    def backup_before(self) -> Path:
+        return self.before.path
 
 
 @dataclass(frozen=True)
@@ -109,7 +118,7 @@ class Choice:
     passed_over: tuple[db_backups.DatabaseBackup, ...] = ()
 
 
-def backup_environment(profile: Profile, project: Project, *, kind: str = "manual", plain: bool = False,
+def backup_environment(profile: Profile, project: Project, *, plain: bool = False,
                        progress: clients.ProgressCallback | None = None) -> BackupResult:
     """Take a verified pg_dump archive of the environment's database, then rotate old archives.
 
@@ -117,11 +126,15 @@ def backup_environment(profile: Profile, project: Project, *, kind: str = "manua
     """
     _refuse_early(profile, project)
     with locking.environment_lock(profile, project):
-        server = _running_server(profile, project)
-        dropped = db_backups.drop_scratch(profile, project, server)
-        taken = db_backups.backup_database(profile, project, server, kind=kind, plain=plain, progress=progress)
-        rotated = db_backups.rotate_backups(profile, project, protect=(taken.path,))
-    return BackupResult(taken.path, tuple(b.path for b in rotated), taken, dropped)
+        return _backed_up(profile, project, _running_server(profile, project), "manual", plain, progress)
+
+
+def _backed_up(profile: Profile, project: Project, server: servers.Server, kind: str, plain: bool,
+               progress: clients.ProgressCallback | None) -> BackupResult:
+    # Under the environment's lock, the server running: drop a killed verification's scratch, back up, rotate.
+    dropped = db_backups.drop_scratch(profile, project, server)
+    taken, rotated = db_backups.take_backup(profile, project, server, kind=kind, plain=plain, progress=progress)
+    return BackupResult(taken, tuple(b.path for b in rotated), dropped)
 
 
 def auto_backup(profile: Profile, project: Project, *, now: datetime | None = None,
@@ -147,10 +160,7 @@ def auto_backup(profile: Profile, project: Project, *, now: datetime | None = No
         data_dirs.check_owner(server)
         if not servers.state(server).running or not _database_exists(profile, project, server):
             return None
-        dropped = db_backups.drop_scratch(profile, project, server)
-        taken = db_backups.backup_database(profile, project, server, kind="scheduled", progress=progress)
-        rotated = db_backups.rotate_backups(profile, project, protect=(taken.path,))
-    return BackupResult(taken.path, tuple(b.path for b in rotated), taken, dropped)
+        return _backed_up(profile, project, server, "scheduled", False, progress)
 
 
 def has_server(profile: Profile, project: Project) -> bool:
@@ -191,13 +201,17 @@ def choose_archive(profile: Profile, project: Project, *, file: Path | None = No
     return Choice(latest, "the newest backup that is not a safety copy", newer)
 
 
-def restore_environment(profile: Profile, project: Project, archive: Path | None = None, *,
-                        from_env: str | None = None, confirmed: bool,
-                        progress: clients.ProgressCallback | None = None) -> RestoreResult:
+def restore_environment(profile: Profile, project: Project,
+                        archive: Path | db_backups.DatabaseBackup | None = None, *, from_env: str | None = None,
+                        confirmed: bool, progress: clients.ProgressCallback | None = None) -> RestoreResult:
     """Back the database up, then restore an archive over it (by default the newest that is no safety
-    copy) in one transaction; then migrate it to head and restore the application role's limits."""
+    copy) in one transaction; then migrate it to head and restore the application role's limits.
+
+    archive is a path, or the backup `choose_archive` chose already (the edge shows it before asking).
+    """
     check_not_protected(profile, "restore it with your hosting provider's tools")
-    chosen = choose_archive(profile, project, file=archive).backup
+    chosen = (archive if isinstance(archive, db_backups.DatabaseBackup)
+              else choose_archive(profile, project, file=archive).backup)
     archive = chosen.path
     if not confirmed:
         raise ConfirmationRequired(f"restoring {archive.name} replaces the database of {profile.name!r}; confirm, or pass --yes")
@@ -210,7 +224,7 @@ def restore_environment(profile: Profile, project: Project, archive: Path | None
         owner = credentials.target(profile, project, "owner", socket_dir=str(server.socket_dir))
         provisioning.migrate_and_stamp(owner, profile, project, changes)
         rotated = db_backups.rotate_backups(profile, project, protect=(archive, before.path))
-    return RestoreResult(archive, before.path, tuple(changes), chosen, before, tuple(b.path for b in rotated))
+    return RestoreResult(chosen, before, tuple(changes), tuple(b.path for b in rotated))
 
 
 def verify_environment(profile: Profile, project: Project, *,

@@ -122,13 +122,6 @@ def archive_row_counts(server: servers.Server, archive: Path) -> dict[str, int]:
     return counts
 
 
-def client_version(server: servers.Server) -> str:
-    """Return the major version of the server's own client tools (pg_dump), e.g. '18'."""
-    out = _run_client(server, ["pg_dump", "--version"], binaries.child_env(), what="pg_dump --version")
-    words = out.split()
-    return words[-1].split(".")[0] if words else "unknown"
-
-
 def restore_database(server: servers.Server, dbname: str, user: str, password: str, archive: Path, *,
                      then: list[str] = (), tables_total: int = 0, progress: ProgressCallback | None = None) -> None:
     """Restore a pg_dump archive over dbname, and run the statements `then`, in one transaction.
