@@ -91,8 +91,7 @@ def connection_info(profile: Profile, project: Project, role: str = "app") -> Co
 
 def local_info(server: servers.Server, role: str, dbname: str, user: str, password: str) -> ConnectionInfo:
     """Return how user reaches dbname on a local server: loopback TCP where it listens, else its socket."""
-    address = server.listen_addresses
-    host = str(server.socket_dir) if not address else "::1" if address == "::1" else "127.0.0.1"
+    host = server.tcp_host or str(server.socket_dir)
     return ConnectionInfo(server.environment, host, server.port, dbname, user, password, role=role)
 
 

@@ -5,7 +5,6 @@ killed commands left beside it."""
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import sys
 
@@ -13,7 +12,7 @@ from services import files
 from services.doctor.checks import Check, Context, fail, ok, warn
 from services.errors import ClusterError, PiperError
 from services.postgres import data_dirs, servers
-from services.profiles import Profile
+from services.profiles import Profile, override_variable
 
 #: sun_path holds 108 bytes on Linux and 104 on macOS, the terminating NUL included.
 SOCKET_PATH_LIMIT = 103 if sys.platform == "darwin" else 107
@@ -30,8 +29,9 @@ def data_dir_checks(context: Context, profile: Profile, server: servers.Server,
                          f"{setup} makes a new cluster there (the old one's data is gone; restore a backup after)")]
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             return [fail("data-dir", f"{target} exists but holds no PostgreSQL cluster",
-                         f"move it away, or give the environment another data directory (PIPER_{profile.name.upper()}"
-                         f"_DATA_DIR in .env, or database.data_dir in environments/{profile.source.name})")]
+                         "move it away, or give the environment another data directory "
+                         f"({override_variable(profile.name, 'DATA_DIR')} in .env, or database.data_dir in "
+                         f"environments/{profile.source.name})")]
         if full:
             return [fail("data-dir", f"{profile.name} is not set up ({target} holds no cluster)",
                          f"run {setup}", initialized=False)]
@@ -64,8 +64,8 @@ def data_dir_checks(context: Context, profile: Profile, server: servers.Server,
     if state.data_version and installed != "unknown" and installed != state.data_version:
         checks.append(fail("data-dir", f"{target} was made by PostgreSQL {state.data_version} but the binaries are "
                            f"PostgreSQL {installed}",
-                           f"point database.bin_dir (or PIPER_{profile.name.upper()}_BIN_DIR in .env) at PostgreSQL "
-                           f"{state.data_version} binaries, or upgrade the data with pg_upgrade"))
+                           f"point database.bin_dir (or {override_variable(profile.name, 'BIN_DIR')} in .env) at "
+                           f"PostgreSQL {state.data_version} binaries, or upgrade the data with pg_upgrade"))
     return checks
 
 
@@ -129,40 +129,29 @@ def server_check(profile: Profile, server: servers.Server, state: servers.Server
 def port_checks(context: Context, profile: Profile, server: servers.Server, state: servers.ServerState) -> list[Check]:
     """The port is this environment's alone: no other profile names it, and no other program holds it."""
     checks = []
+    variable = override_variable(profile.name, "PORT")
     for other in context.profiles:
         if other.name != profile.name and not other.hosted and other.database.port == profile.database.port:
             checks.append(fail("port", f"port {profile.database.port} is also environment {other.name!r}'s",
-                               f"give one of them another port: PIPER_{profile.name.upper()}_PORT=<a free port> in "
+                               f"give one of them another port: {variable}=<a free port> in "
                                f".env, or database.port in environments/{profile.source.name}"))
     if not server.listen_addresses:
         checks.append(ok("port", "the server listens on its socket only (no TCP port)"))
         return checks
     port = profile.database.port
-    host = "::1" if server.listen_addresses == "::1" else "127.0.0.1"
+    host = server.tcp_host
     if state.running and server.port == port:
         checks.append(ok("port", f"port {port} on {host} is this environment's server", port=port))
         return checks
-    if _free(host, port):
+    if servers.port_free(host, port):
         checks.append(ok("port", f"port {port} on {host} is free for the server", port=port))
         return checks
     holder = _holder(port)
     checks.append(fail("port", f"port {port} on {host} is taken by {holder}",
-                       f"stop that program, or give {profile.name} another port: PIPER_{profile.name.upper()}_PORT="
+                       f"stop that program, or give {profile.name} another port: {variable}="
                        f"<a free port> in .env (a git-ignored local override), or database.port in "
                        f"environments/{profile.source.name}", port=port))
     return checks
-
-
-def _free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # As PostgreSQL itself does: connections lingering in TIME_WAIT do not make a port busy.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _holder(port: int) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from services.errors import ClusterError
 from services.files import write_atomic
 from services.postgres import binaries, processes, server_account
-from services.profiles import Profile
+from services.profiles import Profile, override_variable
 from services.project import Project
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,13 @@ class Server:
     @property
     def log_file(self) -> Path:
         return self.data_dir / SERVER_LOG
+
+    @property
+    def tcp_host(self) -> str | None:
+        """The loopback address the server listens on (::1 or 127.0.0.1); None when it listens on its socket only."""
+        if not self.listen_addresses:
+            return None
+        return "::1" if self.listen_addresses == "::1" else "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -248,21 +255,25 @@ def _write_server_config(server: Server) -> None:
 
 
 def _check_port_free(server: Server, config_file: Path) -> None:
-    if not server.listen_addresses:
-        return
-    host = "::1" if server.listen_addresses == "::1" else "127.0.0.1"
+    host = server.tcp_host
+    if host is not None and not port_free(host, server.port):
+        raise ClusterError(
+            f"port {server.port} on {host} is in use by another program; set "
+            f"{override_variable(server.environment, 'PORT')}=<a free port> in .env (a local override, git-ignored), "
+            f"or change database.port in {config_file}")
+
+
+def port_free(host: str, port: int) -> bool:
+    """Return whether a server could listen on host:port now."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         # As PostgreSQL itself does: connections lingering in TIME_WAIT do not make a port busy.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host, server.port))
+            probe.bind((host, port))
         except OSError:
-            variable = f"PIPER_{server.environment.upper()}_PORT"
-            raise ClusterError(
-                f"port {server.port} on {host} is in use by another program; set {variable}=<a free port> in .env "
-                f"(a local override, git-ignored), or change database.port in {config_file}"
-            ) from None
+            return False
+    return True
 
 
 def _check_version(server: Server, current: ServerState) -> None:
