@@ -186,10 +186,9 @@ def plan_onboarding(profile: Profile, project: Project, username: str, email: st
     import_plan = None
     if data is not None and data.kind == "export":
         import_plan = _plan_import(profile, project, data, username, email, mode, known=found is not None)
-    server = None if profile.hosted else servers.locate(profile, project)
-    stopped = server is not None and (server.data_dir / "PG_VERSION").exists() and not servers.state(server).running
+    state = servers.state(servers.locate(profile, project))  # never hosted: check_profile refused it
     return OnboardingPlan(tester, project, username, email, data, step_plan, import_plan, found,
-                          allow_branch_mismatch, stopped)
+                          allow_branch_mismatch, state.initialized and not state.running)
 
 
 def run_onboarding(plan: OnboardingPlan, run_step: steps.StepRunner, progress: Progress) -> OnboardingResult:
