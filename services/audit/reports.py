@@ -20,6 +20,7 @@ from urllib.parse import quote
 from services.audit.rules import Rule
 from services.audit.runner import AuditReport
 from services.audit.scanner import Finding
+from services.audit.targets import split_label
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 #: The base of every relative URI: the repository's root (SARIF §3.14.14's conventional name).
@@ -71,16 +72,6 @@ def report_sarif(report: AuditReport) -> dict[str, Any]:
             "results": results,
         }],
     }
-
-
-def split_label(label: str) -> tuple[str, str]:
-    """Return (version, path) of a target's label: ("", p) working tree, ("staged", p), or (commit, p)."""
-    head, colon, rest = label.partition(":")
-    if colon and head == "":
-        return "staged", rest
-    if colon and len(head) == 12 and all(c in "0123456789abcdef" for c in head):
-        return head, rest
-    return "", label
 
 
 def _rule(rule: Rule) -> dict[str, Any]:

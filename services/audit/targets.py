@@ -192,12 +192,19 @@ def _is_piper_md(name: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in PIPER_MD_PATTERNS)
 
 
+def split_label(label: str) -> tuple[str, str]:
+    """Return (version, path) of a target's label: ("", p) working tree, ("staged", p), or (commit, p)."""
+    head, colon, rest = label.partition(":")
+    if colon and head == "":
+        return "staged", rest
+    if colon and len(head) == 12 and all(c in "0123456789abcdef" for c in head):
+        return head, rest
+    return "", label
+
+
 def label_path(label: str) -> str:
     """Return the path a target's label names, without the commit or index prefix of a git version."""
-    head, colon, rest = label.partition(":")
-    if colon and ((len(head) == 12 and all(c in "0123456789abcdef" for c in head)) or head == ""):
-        return rest
-    return label
+    return split_label(label)[1]
 
 
 def _git_bytes(project: Project, args: list[str], flag: str) -> bytes:
