@@ -44,8 +44,15 @@ def tester_environment() -> Iterator[Tester]:
             remove_servers(project)
 
 
-def timed(argv: list[str], env: dict[str, str], *, check: bool = True) -> float:
-    """Run argv once as a user would (a new process, from the checkout) and return its wall time."""
+def timed(argv: list[str], env: dict[str, str] | None = None, *, cwd: Path = REPO, check: bool = True) -> float:
+    """Run argv once as a user would (a new process, from the checkout, no input) and return its wall time.
+
+    With check, a command that fails stops the benchmark with its exit code and the end of what it said.
+    """
     start = time.perf_counter()
-    subprocess.run(argv, cwd=REPO, env=env, check=check, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    result = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - start
+    if check and result.returncode != 0:
+        raise SystemExit(f"`{' '.join(argv)}` failed (exit {result.returncode}): {result.stderr.strip()[-500:]}")
+    return elapsed

@@ -25,7 +25,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ sys.path.insert(0, str(REPO))
 for _key in [k for k in os.environ if k.startswith("PIPER_")]:  # never the developer's selection or secrets
     del os.environ[_key]
 
+from benchmarks._harness import timed  # noqa: E402
 from services import credentials  # noqa: E402
 from services.database import connection, roles  # noqa: E402
 from services.environments import lifecycle  # noqa: E402
@@ -44,15 +44,6 @@ from services.postgres import clients, servers  # noqa: E402
 from services.profiles import load_profile  # noqa: E402
 from tests.support.cli import INVOKE, cli_env  # noqa: E402
 from tests.support.projects import make_project, remove_servers, set_up  # noqa: E402
-
-
-def _timed(argv: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"`{' '.join(argv)}` failed: {result.stderr.strip()[-500:]}")
-    return elapsed
 
 
 def _populate(profile, project, users: int, kb: int) -> None:  # type: ignore[no-untyped-def]
@@ -102,12 +93,12 @@ def _run(project, work: Path, args: argparse.Namespace) -> int:  # type: ignore[
         print(f"run {run + 1}/{args.runs}", file=sys.stderr)
         by_hand.unlink(missing_ok=True)
         with clients.passfile_env(server, owner.password) as penv:
-            times["dump"].append(_timed([str(server.bin_dir / "pg_dump"), "-Fc", f"--file={by_hand}",
+            times["dump"].append(timed([str(server.bin_dir / "pg_dump"), "-Fc", f"--file={by_hand}",
                                          *clients.connection_args(server, owner.user), profile.database.name], penv))
-        times["backup"].append(_timed([*INVOKE, "db-backup", "--env", "tester"], env))
+        times["backup"].append(timed([*INVOKE, "db-backup", "--env", "tester"], env))
         archive = sorted((project.root / "backups" / "tester").glob("*-manual.dump"))[-1]
         with clients.passfile_env(server, owner.password) as penv:
-            times["pg_restore"].append(_timed(
+            times["pg_restore"].append(timed(
                 [str(server.bin_dir / "pg_restore"), "--single-transaction", "--clean", "--if-exists", "--no-owner",
                  f"--role={owner.user}", *clients.connection_args(server, owner.user),
                  f"--dbname={profile.database.name}", str(archive)], penv))
@@ -115,9 +106,9 @@ def _run(project, work: Path, args: argparse.Namespace) -> int:  # type: ignore[
         clients.restore_database(server, profile.database.name, owner.user, owner.password, archive,
                                  then=roles.application_role_sql(roles.ROLE_NAMES["app"]))
         times["restore_step"].append(time.perf_counter() - started)
-        times["db_restore"].append(_timed([*INVOKE, "db-restore", "--env", "tester", "--yes", "--file", str(archive)],
+        times["db_restore"].append(timed([*INVOKE, "db-restore", "--env", "tester", "--yes", "--file", str(archive)],
                                           env))
-        times["verify"].append(_timed([*INVOKE, "db-backup", "--env", "tester", "--verify-restore"], env))
+        times["verify"].append(timed([*INVOKE, "db-backup", "--env", "tester", "--verify-restore"], env))
     # The automatic backup's check when a backup was taken today: in process, then as db-start.
     assert lifecycle.auto_backup(profile, project) is None
     checks = []
@@ -132,7 +123,7 @@ def _run(project, work: Path, args: argparse.Namespace) -> int:  # type: ignore[
     for _ in range(max(5, args.runs * 5)):
         for policy, text in (("daily", daily), ("off", off)):
             source.write_text(text)
-            starts[policy].append(_timed([*INVOKE, "db-start", "--env", "tester"], env))
+            starts[policy].append(timed([*INVOKE, "db-start", "--env", "tester"], env))
     source.write_text(daily)
     _report(times, checks, starts, args, archive)
     return 0

@@ -18,26 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks._harness import timed  # noqa: E402
 from tests.support.cli import INVOKE, cli_env  # noqa: E402
 from tests.support.projects import make_project, remove_servers  # noqa: E402
 
 USER, EMAIL = "fake.bench", "fake.bench@example.invalid"
-
-
-def _timed(argv: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, env=env, cwd=REPO, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def _pair(argv: list[str], warm_runs: int) -> tuple[float, list[float]]:
@@ -51,8 +43,8 @@ def _pair(argv: list[str], warm_runs: int) -> tuple[float, list[float]]:
                                         "tester123", "preferences": {"tone": "plain", "topics": ["fake"] * 50}}))
             argv = [str(data) if arg == "{data}" else arg for arg in argv]
         try:
-            cold = _timed(argv, env)
-            return cold, [_timed(argv, env) for _ in range(warm_runs)]
+            cold = timed(argv, env)
+            return cold, [timed(argv, env) for _ in range(warm_runs)]
         finally:
             remove_servers(project)
 

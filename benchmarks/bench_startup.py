@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks._harness import timed  # noqa: E402
 from tests.support.cli import INVOKE  # noqa: E402
 
 #: (what, argv, goal in seconds or None)
@@ -29,12 +28,6 @@ MEASURED = (
                                                      "--help"], 0.15),
     ("`invoke setup --help`", [*INVOKE, "setup", "--help"], 0.3),
 )
-
-
-def _timed(argv: list[str], cwd: Path) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def main() -> int:
@@ -49,9 +42,9 @@ def main() -> int:
         times: dict[str, list[float]] = {name: [] for name in [*floors, *(m[0] for m in MEASURED)]}
         for _ in range(args.runs):
             for name, (argv, cwd) in floors.items():
-                times[name].append(_timed(argv, cwd))
+                times[name].append(timed(argv, cwd=cwd))
             for name, argv, _ in MEASURED:
-                times[name].append(_timed(argv, REPO))
+                times[name].append(timed(argv, cwd=REPO))
     med = {name: statistics.median(values) for name, values in times.items()}
     print("| what | median | runs | goal | result |")
     print("|---|---|---|---|---|")

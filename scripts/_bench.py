@@ -18,6 +18,7 @@ def run_bench(args: argparse.Namespace) -> int:
                          f"{', '.join(benchmarks.BENCHMARKS)}")
     document = CODE_ROOT / "docs" / "BENCHMARKS.md"
     section = ""
+    benchmarks.compile_bytecode()
     for name in names:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
         item = benchmarks.run_benchmark(name, args.runs)
