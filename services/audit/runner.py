@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Union
 
 from services.audit.allowlist import AllowEntry
 from services.audit.rules import Rule, RuleSet
-from services.audit.scanner import BinaryFile, Finding, Scanner, drop_unframed_documents
+from services.audit.scanner import BinaryFile, Finding, Scanner, drop_unframed_documents, opens_json_object
 from services.audit.targets import ScanTarget
 from services.errors import AuditError
 
@@ -271,15 +271,18 @@ def _scan_segment(scanner: Scanner, segment: _Segment) -> _Outcome:
             region = scanner.scan_region(stream, segment.label, length,
                                          check_binary=segment.start == 0 and not segment.text)
             hits = region.hits
-            if any(f.kind == "document" for _, _, _, f in hits):
-                head = os.pread(stream.fileno(), _HEAD, 0)
-                kept = set(map(id, drop_unframed_documents([f for _, _, _, f in hits], {segment.label: head})))
-                hits = [hit for hit in hits if id(hit[3]) in kept]
+            if _unframed((f for _, _, _, f in hits), stream.fileno()):
+                hits = [hit for hit in hits if hit[3].kind != "document"]
     except BinaryFile:
         return _Outcome(skipped=[segment.label])
     except OSError as exc:
         raise _unreadable(segment.label, exc) from None
     return _Outcome(scanned=[segment.label] if segment.start == 0 else [], hits=hits, newlines=region.newlines)
+
+
+def _unframed(findings: Iterable[Finding], fd: int) -> bool:
+    """Whether a file's document markers are to be dropped: it has some, and it is no JSON object (code, prose)."""
+    return any(f.kind == "document" for f in findings) and not opens_json_object(os.pread(fd, _HEAD, 0))
 
 
 def _scan_batch(scanner: Scanner, batch: _Batch) -> _Outcome:
@@ -310,8 +313,8 @@ def _scan_batch(scanner: Scanner, batch: _Batch) -> _Outcome:
                         flush()
                         with open(fd, "rb", closefd=False) as stream:
                             found = list(scanner.scan_stream(stream, target.label, check_binary=not target.text))
-                        if any(f.kind == "document" for f in found):
-                            found = drop_unframed_documents(found, {target.label: os.pread(fd, _HEAD, 0)})
+                        if _unframed(found, fd):
+                            found = [f for f in found if f.kind != "document"]
                         outcome.findings.extend(found)
                         outcome.scanned.append(target.label)
                         continue

@@ -226,9 +226,9 @@ def opens_json_object(head: bytes) -> bool:
 def drop_unframed_documents(findings: list[Finding], heads: dict[str, bytes]) -> list[Finding]:
     """Return findings without the document markers of files that are not JSON objects (code, prose).
 
-    `heads` holds the first bytes of each file by label; a label not there keeps its findings.
+    `heads` holds the first bytes of each file by label.
     """
-    return [f for f in findings if f.kind != "document" or f.path not in heads or opens_json_object(heads[f.path])]
+    return [f for f in findings if f.kind != "document" or opens_json_object(heads[f.path])]
 
 
 def _chars(raw: bytes) -> int:
