@@ -6,8 +6,8 @@
 
 The document goes to --output (written atomically, 0600) or standard output; messages go to
 standard error. It holds personal data: the export folder `exports/` is git-ignored and 0700
-(created by the first --output into it); an export to any other file inside the checkout that git
-would track is written all the same, with a warning naming the fix. Delete it once imported.
+(created by the first --output into it); an --output that git would track is refused, and a
+redirect (> FILE) there is closed to 0600 and warned about, naming the fix. Delete it once imported.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         exports.export_folder(project)  # made 0700 on first use (or closed to it)
     elif output is not None:  # a file we write ourselves never goes where `git add` would take it (invariant 3)
         exports.refuse_trackable(project, output, f"export with --output {suggested} instead (git-ignored, 0700)")
-    destination = output
+    destination = None  # what standard output is redirected to (--output was checked above)
     if output is not None and (output.is_file() or not output.exists()):
         if not output.absolute().parent.is_dir():
             raise UsageError(f"{output.absolute().parent} is not a directory; create it or pass another --output")

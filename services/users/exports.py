@@ -7,8 +7,9 @@ path stays for what psql cannot do here: hosted production (the embedded psql ha
 export inside a larger transaction (delete-user's), and the wording of every refusal.
 
 Where exports go: the export folder, `exports/` in the checkout (git-ignored, 0700; its files
-0600). An export written anywhere else inside the checkout that git would track is still written
-(the user chose it), and `trackable_destination` says so, for the command to warn.
+0600). An --output that git would track is refused (`refuse_trackable`); standard output
+redirected to such a file is still written (the shell made it), and `trackable_destination` says
+so, for the command to warn.
 """
 
 from __future__ import annotations
