@@ -91,15 +91,12 @@ def load_rules(project: Project, *, profiles: bool = True, rules_file: Path | No
     if terms and (project.root / PRE_COMMIT_CONFIG).exists():
         # The hook's `args` hold them: pre-commit's config is then a file that defines rules, not audited.
         sources.append(project.root / PRE_COMMIT_CONFIG)
-    base = build_rules(loaded)
-    merged = {rule.id: rule for rule in base.rules if rule.term}
-    for rule in extra:
-        merged.setdefault(rule.id, rule)
-    return RuleSet(tuple(merged.values()) + DETECTORS, base.sources + tuple(sources))
+    base = build_rules(loaded, extra)
+    return RuleSet(base.rules, base.sources + tuple(sources))
 
 
-def build_rules(profiles: Sequence[Profile]) -> RuleSet:
-    """Return the rules of the given profiles' audit terms (deduplicated) and the detectors."""
+def build_rules(profiles: Sequence[Profile], extra: Sequence[Rule] = ()) -> RuleSet:
+    """Return the rules of the given profiles' audit terms, then the extra ones (deduplicated), and the detectors."""
     rules: dict[str, Rule] = {}
     sources: list[Path] = []
     for profile in profiles:
@@ -108,6 +105,8 @@ def build_rules(profiles: Sequence[Profile]) -> RuleSet:
         for index, term in enumerate(profile.audit.terms):
             rule = _term_rule(term, f"{profile.source.name or profile.name}: audit.terms[{index}]")
             rules.setdefault(rule.id, rule)
+    for rule in extra:
+        rules.setdefault(rule.id, rule)
     return RuleSet(tuple(rules.values()) + DETECTORS, tuple(sources))
 
 
