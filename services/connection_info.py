@@ -134,9 +134,10 @@ def application_url(profile: Profile, project: Project, *, app_password: str | N
     app_password, when given, is used instead of the one `.env` holds (a password about to be written).
     """
     if profile.hosted:
-        if not profile.database.app_url_env or not credentials.known_secrets(project).get(profile.database.app_url_env):
+        known = credentials.known_secrets(project)
+        if not profile.database.app_url_env or not known.get(profile.database.app_url_env):
             return None
-        return _hosted_info(profile, credentials.known_secrets(project), "app").url()
+        return _hosted_info(profile, known, "app").url()
     if app_password is None:
         app_password = credentials.known_secrets(project).get(credentials.password_key(profile.name, "app"))
         if not app_password:
